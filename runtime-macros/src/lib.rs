@@ -1,0 +1,339 @@
+//! `#[hot::export]`: turns a boundary function into an entry point that `cargo hot`
+//! can repoint at new code in a running process.
+//!
+//! For `pub async fn index(state: Arc<AppState>) -> String { .. }` the attribute emits,
+//! in builds with `debug_assertions`:
+//!
+//! - the public function itself, with the same signature, whose body is one atomic load
+//!   of a *slot* and a call: the original code when the slot is empty, the newest patch's
+//!   code once cargo hot has loaded one;
+//! - an *entry* function holding the original body, exported under an unmangled name that
+//!   carries the module path, the function name and a hash of the signature
+//!   (`__hot_entry_handlers::index::h1a2b..`), so a changed signature is a changed symbol
+//!   and the ABI gate in cargo hot refuses to patch it;
+//! - the slot, exported as `__hot_slot_<same key>`, which the runtime's loader fills;
+//! - a layout record, `__hot_layout_<same key>`: size and alignment of every argument and of
+//!   the return value, which the ABI gate compares between the running host and a patch.
+//!
+//! Async functions return a boxed future from the entry (its concrete type changes with
+//! every edit of the body, so it cannot cross the boundary unboxed).
+//!
+//! Without `debug_assertions` (release builds) the attribute emits the function unchanged.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, Item, ItemFn, Lifetime, ReturnType, Type, TypeReference};
+
+/// Marks a function of the hot boundary crate as an entry point that `cargo hot` can patch.
+///
+/// Options: `#[hot::export(local)]` for an `async fn` whose future is not `Send`.
+#[proc_macro_attribute]
+pub fn export(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let options = match parse_options(attr.into()) {
+        Ok(options) => options,
+        Err(err) => return err.to_compile_error().into(),
+    };
+    let item = match syn::parse::<Item>(item) {
+        Ok(Item::Fn(func)) => func,
+        Ok(other) => {
+            return syn::Error::new(
+                other.span(),
+                "#[hot::export] goes on a free function (`fn` or `async fn`) of the boundary crate; \
+                 put the code you want to patch in such a function and call it from here",
+            )
+            .to_compile_error()
+            .into()
+        }
+        Err(err) => return err.to_compile_error().into(),
+    };
+    match expand(&options, item) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    /// The future of an async export need not be `Send`.
+    local: bool,
+}
+
+fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
+    let mut options = Options::default();
+    if attr.is_empty() {
+        return Ok(options);
+    }
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("local") {
+            options.local = true;
+            Ok(())
+        } else {
+            Err(meta.error("unknown option of #[hot::export]; the only option is `local` (for an async fn whose future is not Send)"))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(options)
+}
+
+/// Rejects the shapes that cannot cross a patch boundary, each with the reason and a way out.
+fn check_supported(func: &ItemFn) -> syn::Result<()> {
+    let sig = &func.sig;
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "#[hot::export] cannot patch a generic function: its code is instantiated inside each caller's crate, \
+             outside the boundary. Export a non-generic function with concrete types (elided lifetimes such as `&str` are fine)",
+        ));
+    }
+    if let Some(receiver) = sig.receiver() {
+        return Err(syn::Error::new(
+            receiver.span(),
+            "#[hot::export] cannot patch a method that takes `self`: export a free function that takes the value as an ordinary argument",
+        ));
+    }
+    if let Some(constness) = &sig.constness {
+        return Err(syn::Error::new(
+            constness.span(),
+            "#[hot::export] cannot patch a `const fn`: its calls are evaluated at compile time",
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new(
+            unsafety.span(),
+            "#[hot::export] does not support `unsafe fn`: export a safe function and keep the unsafe block inside it",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        return Err(syn::Error::new(
+            abi.span(),
+            "#[hot::export] does not support an explicit ABI: export a plain Rust function",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new(variadic.span(), "#[hot::export] does not support variadic functions"));
+    }
+    for input in &sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            if contains_impl_trait(&arg.ty) {
+                return Err(syn::Error::new(
+                    arg.ty.span(),
+                    "#[hot::export] cannot patch a function with an `impl Trait` argument (it is generic): take a concrete type or a `Box<dyn Trait>`",
+                ));
+            }
+        }
+    }
+    if sig.asyncness.is_none() {
+        if let ReturnType::Type(_, ty) = &sig.output {
+            if contains_impl_trait(ty) {
+                return Err(syn::Error::new(
+                    ty.span(),
+                    "#[hot::export] cannot patch a function returning `impl Trait`: its hidden type changes with the body. Return a concrete type or a `Box<dyn Trait>`",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::visit_type(&mut finder, ty);
+    finder.0
+}
+
+/// Gives every elided lifetime of a type the one named lifetime `'__hot`, so that a boxed
+/// future can say how long it borrows its arguments.
+struct NameElidedLifetimes {
+    lifetime: Lifetime,
+    found: bool,
+}
+
+impl VisitMut for NameElidedLifetimes {
+    fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(self.lifetime.clone());
+            self.found = true;
+        }
+        syn::visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "_" {
+            *lifetime = self.lifetime.clone();
+            self.found = true;
+        }
+    }
+
+    // Lifetimes inside a nested fn pointer or trait object with its own binder are left alone.
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+}
+
+/// A stable 64-bit FNV-1a hash: the same signature text gives the same symbol on every build.
+fn fnv1a(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
+    check_supported(&func)?;
+    let ItemFn { attrs, vis, sig, block } = &func;
+    let name = &sig.ident;
+    let is_async = sig.asyncness.is_some();
+
+    let mut arg_types: Vec<Type> = Vec::new();
+    let mut arg_names = Vec::new();
+    for (index, input) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(arg) = input else { unreachable!("receivers are rejected above") };
+        arg_types.push((*arg.ty).clone());
+        arg_names.push(format_ident!("__hot_arg{}", index));
+    }
+    let output_type: Type = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+
+    // The signature hash covers everything a caller's code depends on.
+    let signature_text = format!(
+        "async={} local={} args=[{}] ret={}",
+        is_async,
+        options.local,
+        arg_types.iter().map(|t| t.to_token_stream().to_string()).collect::<Vec<_>>().join(", "),
+        output_type.to_token_stream()
+    );
+    let key_suffix = format!("::{}::h{:016x}", name, fnv1a(&signature_text));
+    let entry_name = quote!(concat!("__hot_entry_", module_path!(), #key_suffix));
+    let slot_name = quote!(concat!("__hot_slot_", module_path!(), #key_suffix));
+    let layout_name = quote!(concat!("__hot_layout_", module_path!(), #key_suffix));
+
+    // The entry keeps the user's own parameter patterns (`State(s): State<App>`).
+    let entry_inputs: Vec<&FnArg> = sig.inputs.iter().collect();
+    let (entry_generics, entry_inputs_tokens, entry_output, fn_ptr_type, entry_body) = if is_async {
+        let hot_lifetime = Lifetime::new("'__hot", Span::call_site());
+        let mut namer = NameElidedLifetimes { lifetime: hot_lifetime.clone(), found: false };
+        let mut inputs: Vec<FnArg> = entry_inputs.iter().map(|i| (*i).clone()).collect();
+        for input in &mut inputs {
+            namer.visit_fn_arg_mut(input);
+        }
+        let mut rewritten_types = arg_types.clone();
+        for ty in &mut rewritten_types {
+            namer.visit_type_mut(ty);
+        }
+        let mut output = output_type.clone();
+        namer.visit_type_mut(&mut output);
+        let borrows = namer.found;
+        let send = if options.local { quote!() } else { quote!(+ ::core::marker::Send) };
+        let bound = if borrows { quote!(+ '__hot) } else { quote!(+ 'static) };
+        let future = quote!(::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = #output> #send #bound>>);
+        let generics = if borrows { quote!(<'__hot>) } else { quote!() };
+        let binder = if borrows { quote!(for<'__hot>) } else { quote!() };
+        let fn_ptr = quote!(#binder fn(#(#rewritten_types),*) -> #future);
+        let body = quote!({
+            ::std::boxed::Box::pin(async move {
+                let __hot_output: #output = #block;
+                #[allow(unreachable_code)]
+                __hot_output
+            })
+        });
+        (generics, quote!(#(#inputs),*), future, fn_ptr, body)
+    } else {
+        let fn_ptr = quote!(fn(#(#arg_types),*) -> #output_type);
+        (quote!(), quote!(#(#entry_inputs),*), output_type.to_token_stream(), fn_ptr, quote!(#block))
+    };
+
+    let layout_len = 2 * (arg_types.len() + 1);
+    let layout_items = arg_types.iter().chain(std::iter::once(&output_type)).map(|ty| {
+        quote!(::core::mem::size_of::<#ty>(), ::core::mem::align_of::<#ty>())
+    });
+    let call = if is_async {
+        quote!(__hot_fn(#(#arg_names),*).await)
+    } else {
+        quote!(__hot_fn(#(#arg_names),*))
+    };
+    let wrapper_inputs = arg_names.iter().zip(&arg_types).map(|(n, t)| quote!(#n: #t));
+    let asyncness = &sig.asyncness;
+    let output = &sig.output;
+
+    Ok(quote! {
+        #[cfg(not(debug_assertions))]
+        #func
+
+        #[cfg(debug_assertions)]
+        #(#attrs)*
+        #vis #asyncness fn #name(#(#wrapper_inputs),*) #output {
+            #[unsafe(export_name = #entry_name)]
+            #[inline(never)]
+            #[allow(clippy::needless_lifetimes, clippy::unused_async)]
+            fn __hot_entry #entry_generics (#entry_inputs_tokens) -> #entry_output #entry_body
+
+            #[unsafe(export_name = #slot_name)]
+            static __HOT_SLOT: ::hot::__private::Slot<#fn_ptr_type> = ::hot::__private::Slot::new();
+
+            #[unsafe(export_name = #layout_name)]
+            #[used]
+            static __HOT_LAYOUT: [usize; #layout_len] = [#(#layout_items),*];
+
+            let __hot_fn: #fn_ptr_type = __HOT_SLOT.get().unwrap_or(__hot_entry);
+            #call
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> Result<String, String> {
+        let options = parse_options(attr.parse().unwrap()).map_err(|e| e.to_string())?;
+        let func: ItemFn = syn::parse_str(item).map_err(|e| e.to_string())?;
+        expand(&options, func).map(|t| t.to_string()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn signature_change_changes_symbol_key() {
+        let a = expand_str("", "pub fn f(x: u32) -> u32 { x }").unwrap();
+        let b = expand_str("", "pub fn f(x: u64) -> u32 { 1 }").unwrap();
+        let body_only = expand_str("", "pub fn f(x: u32) -> u32 { x + 1 }").unwrap();
+        let key = |s: &str| s.split("\"::f::h").nth(1).unwrap()[..16].to_string();
+        assert_ne!(key(&a), key(&b));
+        assert_eq!(key(&a), key(&body_only), "a body edit must keep the entry symbol");
+    }
+
+    #[test]
+    fn rejects_unsupported_shapes_with_reasons() {
+        let generic = expand_str("", "fn f<T>(x: T) {}").unwrap_err();
+        assert!(generic.contains("generic"), "{generic}");
+        let impl_arg = expand_str("", "fn f(x: impl Fn()) {}").unwrap_err();
+        assert!(impl_arg.contains("impl Trait"), "{impl_arg}");
+        let impl_ret = expand_str("", "fn f() -> impl Fn() { || () }").unwrap_err();
+        assert!(impl_ret.contains("impl Trait"), "{impl_ret}");
+        let konst = expand_str("", "const fn f() {}").unwrap_err();
+        assert!(konst.contains("const fn"), "{konst}");
+        let option = expand_str("fast", "fn f() {}").unwrap_err();
+        assert!(option.contains("unknown option"), "{option}");
+    }
+
+    #[test]
+    fn async_with_references_names_one_lifetime() {
+        let out = expand_str("", "pub async fn f(a: &str, b: &[u8]) -> usize { a.len() + b.len() }").unwrap();
+        assert!(out.contains("for < '__hot >"), "{out}");
+        assert!(out.contains("+ '__hot"), "{out}");
+        let owned = expand_str("", "pub async fn f(a: String) -> usize { a.len() }").unwrap();
+        assert!(owned.contains("+ 'static"), "{owned}");
+        assert!(owned.contains(":: core :: marker :: Send"), "{owned}");
+        let local = expand_str("local", "pub async fn f(a: String) -> usize { a.len() }").unwrap();
+        assert!(!local.contains(":: core :: marker :: Send"), "{local}");
+    }
+}

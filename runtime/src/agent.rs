@@ -1,0 +1,56 @@
+//! The in-process agent: started before `main` only when the program runs under `cargo hot`.
+//! It connects to the parent's socket and serves reload requests until the parent goes away.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::loader;
+use crate::protocol::{self, ChildMessage, ParentMessage, ReloadOutcome, PROTOCOL_VERSION};
+
+/// Called from the ELF constructor in [`loader`]. Does nothing unless [`crate::IPC_ENV`] is set.
+pub(crate) fn start_if_hot() {
+    let Some(path) = std::env::var_os(crate::IPC_ENV) else { return };
+    let path = PathBuf::from(path);
+    let spawned = std::thread::Builder::new().name("cargo-hot-agent".into()).spawn(move || {
+        if let Err(err) = serve(&path) {
+            eprintln!("[hot] patch agent stopped: {err}");
+        }
+    });
+    if let Err(err) = spawned {
+        eprintln!("[hot] cannot start the patch agent: {err}");
+    }
+}
+
+fn serve(path: &std::path::Path) -> std::io::Result<()> {
+    let mut stream = UnixStream::connect(path)?;
+    let hello = ChildMessage::Hello { pid: std::process::id(), protocol: PROTOCOL_VERSION };
+    stream.write_all(protocol::encode(&hello).as_bytes())?;
+    let reader = BufReader::new(stream.try_clone()?);
+    for line in reader.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match protocol::decode::<ParentMessage>(&line) {
+            Ok(ParentMessage::Reload { id, patch, exports }) => {
+                ChildMessage::Reloaded { id, outcome: reload(&patch, &exports) }
+            }
+            Err(err) => {
+                eprintln!("[hot] ignoring a message this runtime does not understand ({err}); is the hot crate older than cargo-hot?");
+                continue;
+            }
+        };
+        stream.write_all(protocol::encode(&reply).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn reload(patch: &str, exports: &[String]) -> ReloadOutcome {
+    let started = Instant::now();
+    match loader::load_patch(patch, exports) {
+        Ok(switched) => ReloadOutcome::Ok { load_micros: started.elapsed().as_micros() as u64, switched },
+        Err(message) => ReloadOutcome::Error { message },
+    }
+}

@@ -1,0 +1,69 @@
+//! # hot: the runtime side of `cargo hot`
+//!
+//! Put `#[hot::export]` on the entry functions of your hot boundary crate (the crate whose
+//! edits `cargo hot run` patches into the running server):
+//!
+//! ```ignore
+//! #[hot::export]
+//! pub async fn index(state: Arc<AppState>) -> String {
+//!     format!("hits: {}", state.hits.load(Ordering::Relaxed))
+//! }
+//! ```
+//!
+//! The host keeps calling `handlers::index(state).await` as an ordinary function.
+//!
+//! - Run by `cargo hot` (the environment variable [`IPC_ENV`] is set): a background thread
+//!   connects to cargo hot's private channel and loads each patch it is sent; each exported
+//!   call costs one atomic load and an indirect call.
+//! - Run any other way: no thread, no socket, and exported functions call their own code.
+//! - Release builds (no `debug_assertions`): `#[hot::export]` emits the plain function.
+
+#[cfg(feature = "agent")]
+pub use hot_macros::export;
+
+pub mod protocol;
+
+#[cfg(all(feature = "agent", unix))]
+mod agent;
+#[cfg(all(feature = "agent", unix))]
+mod loader;
+
+/// Environment variable through which `cargo hot` tells the program where its private IPC
+/// socket is. When it is absent the runtime stays inert.
+pub const IPC_ENV: &str = "CARGO_HOT_IPC";
+
+/// Whether this process was started by `cargo hot` (and so may receive patches).
+pub fn is_hot() -> bool {
+    std::env::var_os(IPC_ENV).is_some()
+}
+
+/// Items used by the code that `#[hot::export]` generates. Not a public API.
+#[doc(hidden)]
+#[cfg(feature = "agent")]
+pub mod __private {
+    #[cfg(unix)]
+    pub use crate::loader::Slot;
+
+    #[cfg(not(unix))]
+    pub use crate::inert::Slot;
+}
+
+/// On platforms without a patch loader, slots are always empty: calls go to the original code.
+#[cfg(all(feature = "agent", not(unix)))]
+mod inert {
+    use std::marker::PhantomData;
+
+    pub struct Slot<F>(PhantomData<F>);
+
+    impl<F: Copy> Slot<F> {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            Slot(PhantomData)
+        }
+
+        #[inline(always)]
+        pub fn get(&self) -> Option<F> {
+            None
+        }
+    }
+}

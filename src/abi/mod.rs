@@ -1,0 +1,208 @@
+//! The ABI gate: a patch is sent to the running program only when it is proven compatible.
+//! Anything unproven is a restart, with a one-line reason. Falling back is always correct;
+//! loading an incompatible patch never is.
+//!
+//! Checks, on the real artifacts:
+//! 1. the boundary's exports are the same set in the host binary and in the patch (an export
+//!    name carries a hash of its signature, so a changed signature is a changed name);
+//! 2. the layout record of each export (size and alignment of every argument and of the
+//!    return value) is byte-for-byte the same;
+//! 3. every strong undefined symbol of the patch is defined by the host binary or by a
+//!    library it loads;
+//! 4. (source level, see [`source`]) no type definition of the boundary changed.
+
+pub mod elf;
+pub mod source;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::Result;
+
+pub use elf::ElfSymbols;
+pub use source::TypeDefinitions;
+
+/// What the gate knows about the running host binary. Read once per host build.
+#[derive(Debug, Clone)]
+pub struct HostImage {
+    pub symbols: ElfSymbols,
+    /// Symbols defined by the libraries the host loads.
+    pub library_symbols: HashSet<String>,
+    /// Libraries the host needs that could not be found (their symbols are unknown).
+    pub missing_libraries: Vec<String>,
+}
+
+impl HostImage {
+    pub fn read(executable: &Path) -> Result<Self> {
+        let symbols = elf::read(executable)?;
+        let mut library_symbols = HashSet::new();
+        let mut missing_libraries = Vec::new();
+        for (name, path) in elf::needed_libraries(executable, &symbols) {
+            match path.and_then(|p| elf::read(&p).ok()) {
+                Some(library) => library_symbols.extend(library.defined),
+                None => missing_libraries.push(name),
+            }
+        }
+        Ok(HostImage { symbols, library_symbols, missing_libraries })
+    }
+
+    /// Export keys of one boundary crate.
+    pub fn exports_of<'a>(&'a self, crate_name: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.symbols.exports.keys().filter(move |key| belongs_to(key, crate_name))
+    }
+
+    fn defines(&self, name: &str) -> bool {
+        self.symbols.defined.contains(name) || self.library_symbols.contains(name)
+    }
+}
+
+fn belongs_to(key: &str, crate_name: &str) -> bool {
+    key.strip_prefix(crate_name).is_some_and(|rest| rest.starts_with("::"))
+}
+
+/// `handlers::index::h0123` → `handlers::index` (the export without its signature hash).
+fn export_path(key: &str) -> &str {
+    key.rsplit_once("::h").map(|(path, _)| path).unwrap_or(key)
+}
+
+/// A patch the gate let through: the exports to switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    pub exports: Vec<String>,
+}
+
+/// Why a patch must not be loaded. The text is shown as the reason for the restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection(pub String);
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks 1-3 for the patch of `crate_name` at `patch`.
+pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<Approved, Rejection> {
+    let host_exports: Vec<&String> = host.exports_of(crate_name).collect();
+    let patch_exports: Vec<&String> = patch.exports.keys().filter(|k| belongs_to(k, crate_name)).collect();
+    if host_exports.is_empty() {
+        return Err(Rejection(format!(
+            "the running program has no #[hot::export] functions from `{crate_name}`, so nothing can be switched to new code"
+        )));
+    }
+    for key in &patch_exports {
+        if !host_exports.contains(key) {
+            let path = export_path(key);
+            return Err(Rejection(if host_exports.iter().any(|h| export_path(h) == path) {
+                format!("the signature of `{path}` changed")
+            } else {
+                format!("`{path}` is a new export")
+            }));
+        }
+    }
+    for key in &host_exports {
+        if !patch_exports.contains(key) {
+            let path = export_path(key);
+            if !patch_exports.iter().any(|p| export_path(p) == path) {
+                return Err(Rejection(format!("the export `{path}` was removed")));
+            }
+        }
+    }
+    for key in &patch_exports {
+        let host_layout = &host.symbols.exports[*key];
+        let patch_layout = &patch.exports[*key];
+        if host_layout.is_empty() || host_layout != patch_layout {
+            return Err(Rejection(format!(
+                "the size or alignment of an argument or the result of `{}` changed",
+                export_path(key)
+            )));
+        }
+    }
+    let missing: Vec<&str> = patch
+        .undefined
+        .iter()
+        .filter(|(name, weak)| !weak && !host.defines(name))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if let Some(first) = missing.first() {
+        let more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
+        return Err(Rejection(format!(
+            "the new code needs `{:#}`{more}, which the running program does not contain",
+            rustc_demangle::demangle(first)
+        )));
+    }
+    Ok(Approved { exports: patch_exports.into_iter().cloned().collect() })
+}
+
+/// Reads the patch and runs [`check`].
+pub fn check_file(host: &HostImage, crate_name: &str, patch: &Path) -> Result<Result<Approved, Rejection>> {
+    let symbols = elf::read(patch)?;
+    Ok(check(host, crate_name, &symbols))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn host(exports: &[(&str, &[u8])], defined: &[&str]) -> HostImage {
+        HostImage {
+            symbols: ElfSymbols {
+                defined: defined.iter().map(|s| s.to_string()).collect(),
+                exports: exports.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect::<BTreeMap<_, _>>(),
+                ..Default::default()
+            },
+            library_symbols: ["malloc".to_string()].into(),
+            missing_libraries: vec![],
+        }
+    }
+
+    fn patch(exports: &[(&str, &[u8])], undefined: &[(&str, bool)]) -> ElfSymbols {
+        ElfSymbols {
+            exports: exports.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+            undefined: undefined.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
+            ..Default::default()
+        }
+    }
+
+    const L: &[u8] = &[8, 0, 0, 0, 0, 0, 0, 0];
+
+    #[test]
+    fn same_exports_and_resolvable_symbols_pass() {
+        let host = host(&[("h::a::h1", L), ("other::x::h9", L)], &["_ZN5tokio4time5sleep17h1E"]);
+        let p = patch(&[("h::a::h1", L)], &[("_ZN5tokio4time5sleep17h1E", false), ("malloc", false), ("__gmon_start__", true)]);
+        assert_eq!(check(&host, "h", &p), Ok(Approved { exports: vec!["h::a::h1".into()] }));
+    }
+
+    #[test]
+    fn changed_added_and_removed_exports_are_named() {
+        let host = host(&[("h::a::h1", L), ("h::b::h2", L)], &[]);
+        let changed = check(&host, "h", &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
+        assert_eq!(changed.0, "the signature of `h::a` changed");
+        let added = check(&host, "h", &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[])).unwrap_err();
+        assert_eq!(added.0, "`h::c` is a new export");
+        let removed = check(&host, "h", &patch(&[("h::a::h1", L)], &[])).unwrap_err();
+        assert_eq!(removed.0, "the export `h::b` was removed");
+    }
+
+    #[test]
+    fn layout_change_and_missing_symbol_are_rejected() {
+        let host = host(&[("h::a::h1", L)], &[]);
+        let layout = check(&host, "h", &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[])).unwrap_err();
+        assert!(layout.0.contains("size or alignment"), "{layout}");
+        let missing = check(&host, "h", &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)])).unwrap_err();
+        assert!(missing.0.contains("serde_json::to"), "{missing}");
+    }
+
+    #[test]
+    fn a_host_without_exports_cannot_be_patched() {
+        let err = check(&host(&[("other::a::h1", L)], &[]), "h", &patch(&[], &[])).unwrap_err();
+        assert!(err.0.contains("no #[hot::export]"), "{err}");
+    }
+
+    #[test]
+    fn crate_prefix_must_end_at_a_path_separator() {
+        let host = host(&[("handlers_extra::a::h1", L)], &[]);
+        assert_eq!(host.exports_of("handlers").count(), 0);
+    }
+}

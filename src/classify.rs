@@ -1,0 +1,229 @@
+//! What an edit means: patch, restart or nothing. Decided from what rustc actually compiled
+//! (dep-info files), never from directory names, and always with a reason.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::build::HostBuild;
+use crate::depinfo;
+
+/// The effect of a change to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Recompile the boundary with this index and patch it in.
+    Patch(usize),
+    Restart,
+    Ignore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: String,
+}
+
+impl Decision {
+    fn new(action: Action, reason: impl Into<String>) -> Self {
+        Decision { action, reason: reason.into() }
+    }
+}
+
+/// Files whose change always means rebuilding and restarting, by name.
+const RESTART_FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", "a manifest changed"),
+    ("Cargo.lock", "the lock file changed"),
+    ("build.rs", "a build script changed"),
+    (".env", "the environment file changed"),
+    ("rust-toolchain.toml", "the toolchain file changed"),
+    ("rust-toolchain", "the toolchain file changed"),
+];
+
+/// Which crate compiles which file, for one host build.
+#[derive(Debug, Clone, Default)]
+pub struct DependencyTree {
+    /// (package name, files) of each boundary, in plan order.
+    pub boundaries: Vec<(String, HashSet<PathBuf>)>,
+    /// (package name, files) of every other local library.
+    pub others: Vec<(String, HashSet<PathBuf>)>,
+    /// Every file of every crate of the host, the host's own included.
+    pub all: HashSet<PathBuf>,
+    pub host: String,
+    pub excluded: Vec<PathBuf>,
+}
+
+impl DependencyTree {
+    pub fn load(build: &HostBuild, workspace_root: &Path, host: &str, excluded: Vec<PathBuf>) -> Result<Self> {
+        let mut tree = DependencyTree { host: host.to_string(), excluded, ..Default::default() };
+        for unit in &build.boundaries {
+            let files = depinfo::read(&unit.dep_info, &unit.invocation.cwd)?;
+            tree.boundaries.push((unit.boundary.package.clone(), files.into_iter().collect()));
+        }
+        for unit in &build.local_units {
+            // cargo runs rustc from the workspace root for members, from the package root otherwise.
+            let Ok(text) = std::fs::read_to_string(&unit.dep_info) else { continue };
+            let files = depinfo::parse(&text, workspace_root)
+                .into_iter()
+                .zip(depinfo::parse(&text, &unit.manifest_dir))
+                .map(|(from_root, from_package)| if from_root.exists() { from_root } else { from_package })
+                .collect();
+            tree.others.push((unit.package.clone(), files));
+        }
+        tree.all = depinfo::read(&build.host_dep_info, workspace_root)?.into_iter().collect();
+        for (_, files) in tree.boundaries.iter().chain(&tree.others) {
+            tree.all.extend(files.iter().cloned());
+        }
+        Ok(tree)
+    }
+
+    /// Re-reads one boundary's files after it was recompiled (a module may have been added).
+    pub fn update_boundary(&mut self, index: usize, files: Vec<PathBuf>) {
+        let files: HashSet<PathBuf> = files.into_iter().collect();
+        self.all.extend(files.iter().cloned());
+        self.boundaries[index].1 = files;
+    }
+
+    pub fn boundary_files(&self, index: usize) -> Vec<PathBuf> {
+        self.boundaries[index].1.iter().cloned().collect()
+    }
+
+    pub fn classify(&self, path: &Path) -> Decision {
+        if self.excluded.iter().any(|e| path.starts_with(e)) {
+            return Decision::new(Action::Ignore, "build output");
+        }
+        if path.components().any(|c| c.as_os_str() == ".git") {
+            return Decision::new(Action::Ignore, "git metadata");
+        }
+        if let Some(reason) = restart_by_name(path) {
+            return Decision::new(Action::Restart, reason);
+        }
+        let in_boundaries: Vec<usize> =
+            self.boundaries.iter().enumerate().filter(|(_, (_, files))| files.contains(path)).map(|(i, _)| i).collect();
+        let in_others: Vec<&str> =
+            self.others.iter().filter(|(_, files)| files.contains(path)).map(|(name, _)| name.as_str()).collect();
+        match (in_boundaries.as_slice(), in_others.first()) {
+            ([index], None) => {
+                Decision::new(Action::Patch(*index), format!("compiled only by the boundary `{}`", self.boundaries[*index].0))
+            }
+            ([first, second, ..], _) => Decision::new(
+                Action::Restart,
+                format!("compiled by two boundaries, `{}` and `{}`", self.boundaries[*first].0, self.boundaries[*second].0),
+            ),
+            ([index], Some(other)) => Decision::new(
+                Action::Restart,
+                format!("compiled by the boundary `{}` and also by `{other}`", self.boundaries[*index].0),
+            ),
+            ([], Some(other)) => Decision::new(Action::Restart, format!("compiled by `{other}`, outside the boundary")),
+            ([], None) if self.all.contains(path) => {
+                Decision::new(Action::Restart, format!("compiled into `{}`, outside the boundary", self.host))
+            }
+            ([], None) => Decision::new(Action::Ignore, format!("no crate of `{}` compiles it", self.host)),
+        }
+    }
+}
+
+fn restart_by_name(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?;
+    if let Some((_, reason)) = RESTART_FILES.iter().find(|(file, _)| *file == name) {
+        return Some(reason);
+    }
+    let in_cargo_dir = path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo");
+    (in_cargo_dir && (name == "config.toml" || name == "config")).then_some("cargo's configuration changed")
+}
+
+/// The decision for a burst of changes: one restart wins over patches; patches of several
+/// boundaries are applied in plan order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Restart { path: PathBuf, reason: String },
+    Patch { boundaries: Vec<usize>, paths: Vec<PathBuf> },
+    Nothing { ignored: Vec<(PathBuf, String)> },
+}
+
+pub fn plan_burst(tree: &DependencyTree, paths: &[PathBuf]) -> Plan {
+    let mut boundaries = Vec::new();
+    let mut patched_paths = Vec::new();
+    let mut ignored = Vec::new();
+    for path in paths {
+        let decision = tree.classify(path);
+        match decision.action {
+            Action::Restart => return Plan::Restart { path: path.clone(), reason: decision.reason },
+            Action::Patch(index) => {
+                if !boundaries.contains(&index) {
+                    boundaries.push(index);
+                }
+                patched_paths.push(path.clone());
+            }
+            Action::Ignore => ignored.push((path.clone(), decision.reason)),
+        }
+    }
+    if boundaries.is_empty() {
+        Plan::Nothing { ignored }
+    } else {
+        boundaries.sort_unstable();
+        Plan::Patch { boundaries, paths: patched_paths }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> DependencyTree {
+        let set = |files: &[&str]| files.iter().map(PathBuf::from).collect::<HashSet<_>>();
+        let boundaries = vec![("handlers".to_string(), set(&["/ws/h/src/lib.rs", "/ws/h/src/page.html", "/ws/common.txt"]))];
+        let others = vec![("shared".to_string(), set(&["/ws/s/src/lib.rs", "/ws/common.txt"]))];
+        let mut all = set(&["/ws/server/src/main.rs", "/home/.cargo/registry/tokio/lib.rs"]);
+        for (_, files) in boundaries.iter().chain(&others) {
+            all.extend(files.iter().cloned());
+        }
+        DependencyTree { boundaries, others, all, host: "server".into(), excluded: vec!["/ws/target".into()] }
+    }
+
+    fn action(path: &str) -> Action {
+        tree().classify(Path::new(path)).action
+    }
+
+    #[test]
+    fn boundary_files_patch_including_included_files() {
+        assert_eq!(action("/ws/h/src/lib.rs"), Action::Patch(0));
+        assert_eq!(action("/ws/h/src/page.html"), Action::Patch(0));
+    }
+
+    #[test]
+    fn other_crates_and_shared_files_restart() {
+        let shared = tree().classify(Path::new("/ws/s/src/lib.rs"));
+        assert_eq!(shared.action, Action::Restart);
+        assert!(shared.reason.contains("`shared`"), "{}", shared.reason);
+        assert_eq!(action("/ws/common.txt"), Action::Restart);
+        let host = tree().classify(Path::new("/ws/server/src/main.rs"));
+        assert_eq!(host.action, Action::Restart);
+        assert!(host.reason.contains("`server`"));
+    }
+
+    #[test]
+    fn manifests_and_config_files_restart_wherever_they_are() {
+        for path in ["/ws/Cargo.toml", "/ws/h/Cargo.toml", "/ws/Cargo.lock", "/ws/h/build.rs", "/ws/.env", "/ws/.cargo/config.toml", "/ws/rust-toolchain.toml"] {
+            assert_eq!(action(path), Action::Restart, "{path}");
+        }
+    }
+
+    #[test]
+    fn unrelated_files_target_and_git_are_ignored() {
+        assert_eq!(action("/ws/README.md"), Action::Ignore);
+        assert_eq!(action("/ws/h/src/unused.rs"), Action::Ignore);
+        assert_eq!(action("/ws/target/debug/server"), Action::Ignore);
+        assert_eq!(action("/ws/.git/index"), Action::Ignore);
+    }
+
+    #[test]
+    fn a_burst_with_one_restart_restarts() {
+        let t = tree();
+        let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/README.md")];
+        assert!(matches!(plan_burst(&t, &paths), Plan::Patch { ref boundaries, .. } if boundaries == &[0]));
+        let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/s/src/lib.rs")];
+        assert!(matches!(plan_burst(&t, &paths), Plan::Restart { .. }));
+        assert!(matches!(plan_burst(&t, &[PathBuf::from("/ws/notes.txt")]), Plan::Nothing { .. }));
+    }
+}

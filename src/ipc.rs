@@ -1,0 +1,169 @@
+//! The parent's side of the private channel to the running program (protocol in
+//! `hot::protocol`). A Unix socket in cargo hot's session directory; each child started by
+//! cargo hot connects once and says hello with its PID.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hot::protocol::{self, ChildMessage, ParentMessage, ReloadOutcome, PROTOCOL_VERSION};
+
+pub struct IpcServer {
+    listener: UnixListener,
+    path: PathBuf,
+    next_id: u64,
+    connection: Option<Connection>,
+}
+
+struct Connection {
+    pid: u32,
+    writer: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl IpcServer {
+    /// Binds a fresh socket at `path` (a stale one from a killed session is replaced).
+    pub fn bind(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).with_context(|| format!("cannot create the IPC socket {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        Ok(IpcServer { listener, path: path.to_path_buf(), next_id: 1, connection: None })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Forgets the connection of a child that was stopped.
+    pub fn disconnect(&mut self) {
+        self.connection = None;
+    }
+
+    /// Waits up to `timeout` for the child `pid` to connect (it normally has long before).
+    fn connection_for(&mut self, pid: u32, timeout: Duration) -> Result<&mut Connection> {
+        if self.connection.as_ref().is_some_and(|c| c.pid != pid) {
+            self.connection = None;
+        }
+        let deadline = Instant::now() + timeout;
+        while self.connection.is_none() {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(connection) = handshake(stream)? {
+                        if connection.pid == pid {
+                            self.connection = Some(connection);
+                        }
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "the program (pid {pid}) never connected to cargo hot; does the boundary depend on the `hot` runtime?"
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(self.connection.as_mut().expect("set above"))
+    }
+
+    /// Asks the child `pid` to load `patch` and switch `exports`; waits for its answer.
+    pub fn reload(&mut self, pid: u32, patch: &Path, exports: &[String], timeout: Duration) -> Result<ReloadOutcome> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = ParentMessage::Reload { id, patch: patch.display().to_string(), exports: exports.to_vec() };
+        let result = (|| {
+            let connection = self.connection_for(pid, Duration::from_secs(3))?;
+            connection.writer.write_all(protocol::encode(&message).as_bytes())?;
+            connection.reader.get_ref().set_read_timeout(Some(timeout))?;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if connection.reader.read_line(&mut line)? == 0 {
+                    bail!("the program closed the channel while loading the patch");
+                }
+                match protocol::decode::<ChildMessage>(&line) {
+                    Ok(ChildMessage::Reloaded { id: answered, outcome }) if answered == id => return Ok(outcome),
+                    Ok(_) => continue,
+                    Err(err) => bail!("the program sent a message cargo hot does not understand ({err}): {}", line.trim()),
+                }
+            }
+        })();
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+}
+
+impl Drop for IpcServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads the hello of a new connection. A child that speaks another protocol is ignored
+/// (cargo hot will restart it instead of patching).
+fn handshake(stream: UnixStream) -> Result<Option<Connection>> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.is_empty() {
+        return Ok(None);
+    }
+    match protocol::decode::<ChildMessage>(&line) {
+        Ok(ChildMessage::Hello { pid, protocol }) if protocol == PROTOCOL_VERSION => {
+            Ok(Some(Connection { pid, writer: stream, reader }))
+        }
+        Ok(ChildMessage::Hello { protocol, .. }) => Err(anyhow!(
+            "the program's `hot` runtime speaks protocol {protocol}, this cargo-hot speaks {PROTOCOL_VERSION}; use matching versions"
+        )),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake child on a thread: says hello, answers one reload the way the runtime does.
+    #[test]
+    fn reload_round_trip_with_a_fake_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipc.sock");
+        let mut server = IpcServer::bind(&path).unwrap();
+        let child_path = path.clone();
+        let child = std::thread::spawn(move || {
+            // A stale client from another process first: it must be skipped.
+            let mut stale = UnixStream::connect(&child_path).unwrap();
+            stale.write_all(protocol::encode(&ChildMessage::Hello { pid: 1, protocol: PROTOCOL_VERSION }).as_bytes()).unwrap();
+            let mut stream = UnixStream::connect(&child_path).unwrap();
+            stream.write_all(protocol::encode(&ChildMessage::Hello { pid: 4242, protocol: PROTOCOL_VERSION }).as_bytes()).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let ParentMessage::Reload { id, exports, .. } = protocol::decode(&line).unwrap();
+            let reply = ChildMessage::Reloaded { id, outcome: ReloadOutcome::Ok { load_micros: 5, switched: exports.len() } };
+            stream.write_all(protocol::encode(&reply).as_bytes()).unwrap();
+            drop(stale);
+        });
+        let outcome = server.reload(4242, Path::new("/p.so"), &["h::a::h1".into()], Duration::from_secs(5)).unwrap();
+        assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1 });
+        child.join().unwrap();
+    }
+
+    #[test]
+    fn a_child_that_never_connects_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = IpcServer::bind(&dir.path().join("ipc.sock")).unwrap();
+        let err = server.reload(99, Path::new("/p.so"), &[], Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("never connected"), "{err}");
+    }
+}

@@ -1,0 +1,238 @@
+//! The linker role, used for the host binary only. rustc runs `cargo-hot <linker args>`;
+//! we add what hot patching needs and run the real linker driver with rustc's own
+//! arguments (its `-fuse-ld=lld` and `-B` stay):
+//!
+//! - every `.rlib` is wrapped in `--whole-archive`, so every function of every Rust
+//!   dependency is in the binary, including those the old code never called;
+//! - `--export-dynamic`, so a patch's undefined symbols resolve to the host's own copies
+//!   (one std, one tokio runtime, one allocator).
+//!
+//! The final command is recorded; patches are linked with the same driver and flags.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The linker the host would have used without cargo hot (`cc` unless configured).
+pub const REAL_LINKER_ENV: &str = "CARGO_HOT_REAL_LINKER";
+/// Where to record the final link command.
+pub const LINK_RECORD_ENV: &str = "CARGO_HOT_LINK_RECORD";
+
+/// The host's link command as actually run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkRecord {
+    pub driver: String,
+    pub args: Vec<String>,
+    pub output: Option<PathBuf>,
+}
+
+impl LinkRecord {
+    /// Driver flags that select the linker and the target: what a patch link must repeat.
+    pub fn driver_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            if arg.starts_with("-fuse-ld=") || arg.starts_with("--target=") || arg.starts_with("--sysroot=") || arg == "-m64" || arg == "-m32" {
+                flags.push(arg.clone());
+            } else if arg == "-B" || arg == "-target" || arg == "--sysroot" {
+                flags.push(arg.clone());
+                flags.extend(args.next().cloned());
+            } else if arg.starts_with("-B") {
+                flags.push(arg.clone());
+            }
+        }
+        flags
+    }
+}
+
+pub fn is_linker_invocation() -> bool {
+    std::env::var_os(REAL_LINKER_ENV).is_some()
+}
+
+/// Removes a user-configured `-C linker=...` from rustc's arguments and returns it.
+pub fn take_linker_option(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut linker = None;
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == "-C" || arg == "--codegen" {
+            match iter.next() {
+                Some(option) if option.starts_with("linker=") => linker = Some(option["linker=".len()..].to_string()),
+                Some(option) => kept.extend([arg, option]),
+                None => kept.push(arg),
+            }
+        } else if let Some(value) = arg.strip_prefix("-Clinker=").or_else(|| arg.strip_prefix("--codegen=linker=")) {
+            linker = Some(value.to_string());
+        } else {
+            kept.push(arg);
+        }
+    }
+    (kept, linker)
+}
+
+/// Rewrites rustc's linker arguments for a patchable host.
+pub fn host_link_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 64);
+    out.push("-Wl,--export-dynamic".to_string());
+    for arg in args {
+        if arg.ends_with(".rlib") && !arg.starts_with('-') {
+            out.push("-Wl,--whole-archive".to_string());
+            out.push(arg.clone());
+            out.push("-Wl,--no-whole-archive".to_string());
+        } else {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+pub fn run_linker() -> ExitCode {
+    match link() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("cargo-hot (linker): {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn link() -> Result<ExitCode> {
+    let driver = std::env::var(REAL_LINKER_ENV)?;
+    let mut args = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.strip_prefix('@') {
+            Some(file) => args.extend(read_response_file(Path::new(file))?),
+            None => args.push(arg),
+        }
+    }
+    let args = host_link_args(&args);
+    let output = args.iter().position(|a| a == "-o").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let status = run_with_response_file(&driver, &args)?;
+    // Recorded only once the binary exists: the record also says "this binary is patchable".
+    if let (true, Some(record_path)) = (status.success(), std::env::var_os(LINK_RECORD_ENV)) {
+        let record = LinkRecord { driver: driver.clone(), args: args.clone(), output };
+        std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)
+            .with_context(|| format!("cannot write {}", PathBuf::from(&record_path).display()))?;
+    }
+    Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// Runs a linker driver, passing long argument lists through a response file as rustc does.
+pub fn run_with_response_file(driver: &str, args: &[String]) -> Result<std::process::ExitStatus> {
+    let total: usize = args.iter().map(|a| a.len() + 1).sum();
+    let mut command = Command::new(driver);
+    let _response_dir;
+    if total > 64 * 1024 {
+        let dir = tempfile_dir()?;
+        let file = dir.join("linker-arguments");
+        std::fs::write(&file, write_response_file(args))?;
+        command.arg(format!("@{}", file.display()));
+        _response_dir = Some(TempDir(dir));
+    } else {
+        command.args(args);
+        _response_dir = None;
+    }
+    command.status().with_context(|| format!("cannot run the linker `{driver}`"))
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cargo-hot-link-{}-{}", std::process::id(), nanos()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// rustc's response files: one argument per line, `\` escaping the next character.
+fn read_response_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(parse_response_file(&text))
+}
+
+fn parse_response_file(text: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    for line in text.lines() {
+        let mut arg = String::with_capacity(line.len());
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                arg.extend(chars.next());
+            } else {
+                arg.push(c);
+            }
+        }
+        args.push(arg);
+    }
+    args
+}
+
+fn write_response_file(args: &[String]) -> String {
+    let mut text = String::new();
+    for arg in args {
+        for c in arg.chars() {
+            if matches!(c, '\\' | ' ' | '\'' | '"' | '\t') {
+                text.push('\\');
+            }
+            text.push(c);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn wraps_every_rlib_and_exports_dynamic() {
+        let out = host_link_args(&strings(&["-m64", "/t/libfoo-1.rlib", "-Wl,-Bdynamic", "-lc", "-o", "/t/server"]));
+        assert_eq!(out[0], "-Wl,--export-dynamic");
+        let i = out.iter().position(|a| a == "/t/libfoo-1.rlib").unwrap();
+        assert_eq!(out[i - 1], "-Wl,--whole-archive");
+        assert_eq!(out[i + 1], "-Wl,--no-whole-archive");
+        assert!(out.contains(&"-lc".to_string()));
+    }
+
+    #[test]
+    fn takes_user_linker_in_every_spelling() {
+        let (kept, linker) = take_linker_option(strings(&["-C", "linker=clang", "-C", "opt-level=0"]));
+        assert_eq!(linker.as_deref(), Some("clang"));
+        assert_eq!(kept, strings(&["-C", "opt-level=0"]));
+        assert_eq!(take_linker_option(strings(&["-Clinker=gcc"])).1.as_deref(), Some("gcc"));
+        assert_eq!(take_linker_option(strings(&["--codegen=linker=x"])).1.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn response_files_round_trip_with_escapes() {
+        let args = strings(&["-o", "/a b/c\\d", "it's", "\"q\""]);
+        assert_eq!(parse_response_file(&write_response_file(&args)), args);
+        assert_eq!(parse_response_file("a\\ b\nc\\\\d\n"), strings(&["a b", "c\\d"]));
+    }
+
+    #[test]
+    fn patch_link_keeps_linker_selection_flags() {
+        let record = LinkRecord {
+            driver: "cc".into(),
+            args: strings(&["-m64", "x.o", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other", "-lc", "-o", "out"]),
+            output: None,
+        };
+        assert_eq!(record.driver_flags(), strings(&["-m64", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other"]));
+    }
+}

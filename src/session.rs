@@ -1,0 +1,364 @@
+//! `cargo hot run`: the loop that builds, runs, watches, and for every burst of edits
+//! decides between a patch and a restart, and says why.
+//!
+//! Invariants:
+//! - a failed build or a rejected patch never stops the running program: the last good code
+//!   keeps serving;
+//! - a patch is sent only after the ABI gate approved it against the running host binary;
+//! - edits that arrive while a build runs are queued and handled by the next burst.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use hot::protocol::ReloadOutcome;
+
+use crate::abi::{self, HostImage, TypeDefinitions};
+use crate::build::{self, BuildOutcome, HostBuild};
+use crate::classify::{self, DependencyTree};
+use crate::cli::RunArgs;
+use crate::ipc::IpcServer;
+use crate::metadata::{self, Plan};
+use crate::patch;
+use crate::process::{self, Launch, RunningProgram};
+use crate::ui;
+use crate::watch::{FileWatcher, Wake};
+
+/// How long the program may take to load a patch before cargo hot gives up and restarts it.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    if !cfg!(target_os = "linux") {
+        ui::warn("hot patching is implemented for Linux (ELF) only; on this platform every edit restarts the program");
+    }
+    let plan = metadata::plan(&args.selection, &args.boundary)?;
+    for warning in &plan.warnings {
+        ui::warn(warning);
+    }
+    let mut session = Session::new(plan, args.program_args)?;
+    session.run()
+}
+
+/// What is known about the current host binary.
+struct Active {
+    build: HostBuild,
+    image: HostImage,
+    tree: DependencyTree,
+    /// Type definitions of each boundary when the host was built; None when an edit raced
+    /// the build (then the next boundary edit restarts, to be safe).
+    types: Vec<Option<TypeDefinitions>>,
+}
+
+struct Session {
+    plan: Plan,
+    program_args: Vec<OsString>,
+    wake: Receiver<Wake>,
+    watcher: FileWatcher,
+    ipc: IpcServer,
+    active: Option<Active>,
+    program: Option<RunningProgram>,
+    patches: u64,
+}
+
+impl Session {
+    fn new(plan: Plan, program_args: Vec<OsString>) -> Result<Self> {
+        let session_dir = plan.session_dir();
+        std::fs::create_dir_all(&session_dir).with_context(|| format!("cannot create {}", session_dir.display()))?;
+        // Patches of an earlier session are never loaded again.
+        let _ = std::fs::remove_dir_all(session_dir.join("patches"));
+        let ipc = IpcServer::bind(&session_dir.join("ipc.sock"))?;
+        let (sender, wake) = mpsc::channel();
+        let signals = sender.clone();
+        let mut roots = vec![plan.workspace_root.clone()];
+        roots.extend(plan.local_package_dirs.iter().filter(|d| !d.starts_with(&plan.workspace_root)).cloned());
+        let watcher = FileWatcher::new(&roots, std::slice::from_ref(&plan.target_dir), sender)?;
+        let mut handler = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .context("cannot install signal handlers")?;
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for signal in handler.forever() {
+                if signals.send(Wake::Signal(signal)).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Session { plan, program_args, wake, watcher, ipc, active: None, program: None, patches: 0 })
+    }
+
+    fn run(&mut self) -> Result<ExitCode> {
+        let boundaries: Vec<&str> = self.plan.boundaries.iter().map(|b| b.package.as_str()).collect();
+        ui::info(format!(
+            "running `{}` with hot boundary {}; watching {} directories",
+            self.plan.host.bin,
+            boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
+            self.watcher.len()
+        ));
+        self.rebuild_and_restart(None)?;
+        loop {
+            match self.wake.recv_timeout(Duration::from_millis(200)) {
+                Ok(Wake::Signal(signal)) => return Ok(self.shutdown(signal)),
+                Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
+                Ok(Wake::Changed(paths)) => {
+                    let paths = match self.collect_burst(paths) {
+                        Ok(paths) => paths,
+                        Err(signal) => return Ok(self.shutdown(signal)),
+                    };
+                    self.watcher.follow_new_directories(&paths);
+                    self.handle_changes(paths)?;
+                }
+                Err(RecvTimeoutError::Timeout) => self.check_program(),
+                Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
+            }
+        }
+    }
+
+    /// Gathers changes until none arrives for the debounce period: a save, a `git checkout`
+    /// of hundreds of files, or an editor's write-rename dance is one burst.
+    fn collect_burst(&mut self, first: Vec<PathBuf>) -> Result<Vec<PathBuf>, i32> {
+        let mut paths = first;
+        loop {
+            match self.wake.recv_timeout(self.plan.config.debounce) {
+                Ok(Wake::Changed(more)) => paths.extend(more),
+                Ok(Wake::Signal(signal)) => return Err(signal),
+                Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
+                Err(_) => break,
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        paths.retain(|p| seen.insert(p.clone()));
+        Ok(paths)
+    }
+
+    fn handle_changes(&mut self, paths: Vec<PathBuf>) -> Result<()> {
+        let Some(active) = &self.active else {
+            // No good build yet: any change that is not build output is worth a try.
+            let relevant: Vec<&PathBuf> =
+                paths.iter().filter(|p| !crate::watch::is_excluded(p, std::slice::from_ref(&self.plan.target_dir))).collect();
+            if let Some(path) = relevant.first() {
+                ui::info(format!("{} changed: building again", self.display(path)));
+                self.rebuild_and_restart(None)?;
+            }
+            return Ok(());
+        };
+        match classify::plan_burst(&active.tree, &paths) {
+            classify::Plan::Restart { path, reason } => {
+                ui::info(format!("{} changed → restart ({reason})", self.display(&path)));
+                self.rebuild_and_restart(Some(reason))?;
+            }
+            classify::Plan::Patch { boundaries, paths } => {
+                let names: Vec<String> = paths.iter().take(3).map(|p| self.display(p)).collect();
+                ui::info(format!("{} changed → patch", names.join(", ")));
+                for index in boundaries {
+                    if !self.patch(index)? {
+                        break;
+                    }
+                }
+            }
+            classify::Plan::Nothing { ignored } => {
+                // Editors' temporary files come and go; report only what still exists.
+                for (path, reason) in ignored.iter().filter(|(p, _)| p.is_file()).take(3) {
+                    ui::info(format!("{} changed → ignored ({reason})", self.display(path)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recompiles boundary `index` and patches it in. Returns false when it fell back to a
+    /// restart or stopped on a compile error (later boundaries of the burst are then moot).
+    fn patch(&mut self, index: usize) -> Result<bool> {
+        let started = Instant::now();
+        let active = self.active.as_mut().expect("patch needs a build");
+        let unit = active.build.boundaries[index].clone();
+        let name = unit.boundary.package.clone();
+
+        let compiled = patch::compile(&unit)?;
+        eprint!("{}", compiled.diagnostics);
+        if !compiled.success {
+            ui::error(format!(
+                "`{name}` does not compile; the program keeps running the last good code. Fix the error and save again"
+            ));
+            return Ok(false);
+        }
+        if let Ok(files) = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd) {
+            active.tree.update_boundary(index, files);
+        }
+
+        // The type definitions the running program was built with must still hold.
+        let current = TypeDefinitions::of_files(&active.tree.boundary_files(index));
+        let type_change = match (&active.types[index], &current) {
+            (Some(built), Ok(now)) => built.first_difference(now),
+            (None, _) => Some("the boundary changed while the program was being built".to_string()),
+            (_, Err(err)) => Some(format!("cannot read the boundary's type definitions: {err:#}")),
+        };
+        if let Some(reason) = type_change {
+            return self.fall_back(&format!("{reason} in `{name}`")).map(|_| false);
+        }
+
+        self.patches += 1;
+        let session_dir = self.plan.session_dir();
+        let patch_path = session_dir.join("patches").join(format!("{}-{}.so", unit.boundary.crate_name, self.patches));
+        std::fs::create_dir_all(patch_path.parent().expect("has a parent"))?;
+        let link_time = match patch::link(&unit.rlib, &active.build.link, &session_dir.join("objects"), &patch_path) {
+            Ok(duration) => duration,
+            Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
+        };
+        let checked = Instant::now();
+        let approved = match abi::check_file(&active.image, &unit.boundary.crate_name, &patch_path)? {
+            Ok(approved) => approved,
+            Err(rejection) => return self.fall_back(&rejection.0).map(|_| false),
+        };
+        let check_time = checked.elapsed();
+
+        let Some(program) = &self.program else {
+            return self.fall_back("the program is not running").map(|_| false);
+        };
+        let pid = program.pid();
+        match self.ipc.reload(pid, &patch_path, &approved.exports, RELOAD_TIMEOUT) {
+            Ok(ReloadOutcome::Ok { load_micros, switched }) => {
+                ui::success(format!(
+                    "patched `{name}` in {} (compile {}, link {}, check {}, load {}) · {switched} export{} switched · pid {pid} kept",
+                    ui::ms(started.elapsed()),
+                    ui::ms(compiled.duration),
+                    ui::ms(link_time),
+                    ui::ms(check_time),
+                    ui::ms(Duration::from_micros(load_micros)),
+                    if switched == 1 { "" } else { "s" },
+                ));
+                Ok(true)
+            }
+            Ok(ReloadOutcome::Error { message }) => {
+                self.fall_back(&format!("the program could not load the patch: {message}")).map(|_| false)
+            }
+            Err(err) => self.fall_back(&format!("{err:#}")).map(|_| false),
+        }
+    }
+
+    fn fall_back(&mut self, reason: &str) -> Result<()> {
+        ui::warn(format!("cannot patch: {reason} → restart"));
+        self.rebuild_and_restart(Some(reason.to_string()))
+    }
+
+    /// Full build, then stop the old program and start the new one. A failed build keeps
+    /// the old program running.
+    fn rebuild_and_restart(&mut self, reason: Option<String>) -> Result<()> {
+        let build_started = SystemTime::now();
+        ui::info(format!("building `{}`…", self.plan.host.bin));
+        let build = match build::build_host(&self.plan)? {
+            BuildOutcome::Built(build) => *build,
+            BuildOutcome::Failed => {
+                let still = if self.program.is_some() {
+                    "the program keeps running the last good build"
+                } else {
+                    "nothing is running"
+                };
+                ui::error(format!("the build failed; {still}. Fix the error and save again"));
+                return Ok(());
+            }
+        };
+        let image = HostImage::read(&build.executable)?;
+        let tree = DependencyTree::load(&build, &self.plan.workspace_root, &self.plan.host.bin, vec![self.plan.target_dir.clone()])?;
+        let types = (0..build.boundaries.len())
+            .map(|index| {
+                let files = tree.boundary_files(index);
+                let raced = files.iter().any(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|t| t > build_started));
+                if raced {
+                    None
+                } else {
+                    TypeDefinitions::of_files(&files).ok()
+                }
+            })
+            .collect();
+        for unit in &build.boundaries {
+            if !unit.invocation.debug_assertions() {
+                ui::warn(format!(
+                    "`{}` is built without debug_assertions (profile `{}`), where #[hot::export] emits plain functions: every edit restarts",
+                    unit.boundary.package,
+                    self.plan.selection.profile_name()
+                ));
+            } else if image.exports_of(&unit.boundary.crate_name).next().is_none() {
+                ui::warn(format!(
+                    "`{}` has no #[hot::export] functions in `{}`: every edit restarts. Put #[hot::export] on the functions the host calls",
+                    unit.boundary.package, self.plan.host.bin
+                ));
+            }
+        }
+        let build_time = build.duration;
+        self.active = Some(Active { build, image, tree, types });
+
+        let restarting = self.program.is_some();
+        if let Some(old) = self.program.take() {
+            self.ipc.disconnect();
+            let pid = old.pid();
+            let status = old.stop(self.plan.config.shutdown_timeout)?;
+            if status.code().is_none() && status.signal_is_kill() {
+                ui::warn(format!(
+                    "pid {pid} did not stop within {} of SIGTERM and was killed",
+                    ui::ms(self.plan.config.shutdown_timeout)
+                ));
+            }
+        }
+        self.start_program()?;
+        let pid = self.program.as_ref().map(|p| p.pid()).unwrap_or_default();
+        match (restarting, reason) {
+            (true, Some(reason)) => ui::success(format!("restarted (pid {pid}, build {}) because {reason}", ui::ms(build_time))),
+            (true, None) | (false, _) => ui::success(format!("started pid {pid} (build {})", ui::ms(build_time))),
+        }
+        Ok(())
+    }
+
+    fn start_program(&mut self) -> Result<()> {
+        let active = self.active.as_ref().expect("a build exists");
+        let launch = Launch {
+            executable: active.build.executable.clone(),
+            args: self.program_args.clone(),
+            env: vec![
+                (hot::IPC_ENV.into(), self.ipc.path().into()),
+                ("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()),
+            ],
+        };
+        self.program = Some(RunningProgram::spawn(&launch)?);
+        Ok(())
+    }
+
+    /// Reports a program that exited on its own; the next change builds and starts it again.
+    fn check_program(&mut self) {
+        let Some(program) = &mut self.program else { return };
+        if let Some(status) = program.try_exit() {
+            let pid = program.pid();
+            self.program = None;
+            self.ipc.disconnect();
+            ui::error(format!(
+                "the program (pid {pid}) {}; cargo hot keeps watching and starts it again on the next change",
+                process::describe_exit(status)
+            ));
+            // With nothing to patch, the next edit of any kind rebuilds and starts.
+            self.active = None;
+        }
+    }
+
+    fn shutdown(&mut self, signal: i32) -> ExitCode {
+        if let Some(program) = self.program.take() {
+            ui::info(format!("stopping pid {}", program.pid()));
+            let _ = program.stop(self.plan.config.shutdown_timeout);
+        }
+        ExitCode::from((128 + signal).clamp(0, 255) as u8)
+    }
+
+    fn display(&self, path: &std::path::Path) -> String {
+        path.strip_prefix(&self.plan.workspace_root).unwrap_or(path).display().to_string()
+    }
+}
+
+trait ExitStatusKill {
+    fn signal_is_kill(&self) -> bool;
+}
+
+impl ExitStatusKill for std::process::ExitStatus {
+    fn signal_is_kill(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.signal() == Some(libc::SIGKILL)
+    }
+}

@@ -1,0 +1,64 @@
+//! What cargo hot tells the developer: one line per event, prefixed with `[hot]` and
+//! coloured when stderr is a terminal. The program's own output is never touched.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn color() -> bool {
+    static COLOR: OnceLock<bool> = OnceLock::new();
+    *COLOR.get_or_init(|| std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+}
+
+fn paint(code: &str, text: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn line(code: &str, text: &str) {
+    eprintln!("{} {}", paint(code, "[hot]"), text);
+}
+
+/// Progress: building, starting.
+pub fn info(text: impl AsRef<str>) {
+    line("1;36", text.as_ref());
+}
+
+/// A patch applied, a restart done.
+pub fn success(text: impl AsRef<str>) {
+    line("1;32", text.as_ref());
+}
+
+/// Something the developer should know but that needs no action now.
+pub fn warn(text: impl AsRef<str>) {
+    line("1;33", &format!("warning: {}", text.as_ref()));
+}
+
+/// Something failed; the text says what keeps running and what to do.
+pub fn error(text: impl AsRef<str>) {
+    line("1;31", &format!("error: {}", text.as_ref()));
+}
+
+/// Compact milliseconds: `142 ms`, `1.24 s`.
+pub fn ms(duration: Duration) -> String {
+    let millis = duration.as_secs_f64() * 1000.0;
+    if millis >= 1000.0 {
+        format!("{:.2} s", millis / 1000.0)
+    } else {
+        format!("{millis:.0} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(ms(Duration::from_micros(141_600)), "142 ms");
+        assert_eq!(ms(Duration::from_millis(1240)), "1.24 s");
+    }
+}

@@ -1,0 +1,107 @@
+//! Watching the files the build depends on. Every directory of the workspace (and of local
+//! packages outside it) gets its own non-recursive watch, found with the `ignore` walker so
+//! that the target directory, `.git` and git-ignored trees cost nothing; directories created
+//! later are added when they appear.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+
+use anyhow::{Context, Result};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+/// What wakes the main loop.
+#[derive(Debug)]
+pub enum Wake {
+    /// Paths touched by one file-system event.
+    Changed(Vec<PathBuf>),
+    /// The watcher itself failed.
+    WatchError(String),
+    /// A termination signal for cargo hot.
+    Signal(i32),
+}
+
+pub struct FileWatcher {
+    watcher: RecommendedWatcher,
+    watched: HashSet<PathBuf>,
+    excluded: Vec<PathBuf>,
+}
+
+impl FileWatcher {
+    /// Watches `roots` recursively, except for `excluded` directories (the target dir).
+    pub fn new(roots: &[PathBuf], excluded: &[PathBuf], wake: Sender<Wake>) -> Result<Self> {
+        let excluded: Vec<PathBuf> = excluded.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+        let filter_excluded = excluded.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let message = match event {
+                Ok(event) => {
+                    if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any) {
+                        return;
+                    }
+                    if matches!(event.kind, EventKind::Modify(notify::event::ModifyKind::Metadata(_))) {
+                        return;
+                    }
+                    let paths: Vec<PathBuf> =
+                        event.paths.into_iter().filter(|p| !is_excluded(p, &filter_excluded)).collect();
+                    if paths.is_empty() {
+                        return;
+                    }
+                    Wake::Changed(paths)
+                }
+                Err(err) => Wake::WatchError(err.to_string()),
+            };
+            let _ = wake.send(message);
+        })
+        .context("cannot start the file watcher")?;
+        let mut this = FileWatcher { watcher, watched: HashSet::new(), excluded };
+        for root in roots {
+            this.add_tree(root)?;
+        }
+        Ok(this)
+    }
+
+    /// Adds watches for `dir` and every directory below it that is not excluded or ignored.
+    pub fn add_tree(&mut self, dir: &Path) -> Result<()> {
+        let dir = dir.canonicalize().with_context(|| format!("cannot watch {}", dir.display()))?;
+        let excluded = self.excluded.clone();
+        let walker = ignore::WalkBuilder::new(&dir)
+            .hidden(false)
+            .require_git(false)
+            .filter_entry(move |entry| {
+                entry.file_type().is_some_and(|t| t.is_dir()) && entry.file_name() != ".git" && !is_excluded(entry.path(), &excluded)
+            })
+            .build();
+        for entry in walker.flatten() {
+            let path = entry.into_path();
+            if self.watched.insert(path.clone()) {
+                if let Err(err) = self.watcher.watch(&path, RecursiveMode::NonRecursive) {
+                    self.watched.remove(&path);
+                    // A directory removed while we walk is not an error worth stopping for.
+                    if path.exists() {
+                        return Err(err).with_context(|| format!("cannot watch {}", path.display()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Called with the paths of a burst: new directories get watched.
+    pub fn follow_new_directories(&mut self, paths: &[PathBuf]) {
+        for path in paths {
+            if path.is_dir() && !self.watched.contains(path) && !is_excluded(path, &self.excluded) {
+                let _ = self.add_tree(path);
+            }
+        }
+        self.watched.retain(|p| p.exists());
+    }
+
+    /// Number of directories watched (shown at start).
+    pub fn len(&self) -> usize {
+        self.watched.len()
+    }
+}
+
+pub fn is_excluded(path: &Path, excluded: &[PathBuf]) -> bool {
+    excluded.iter().any(|e| path.starts_with(e)) || path.components().any(|c| c.as_os_str() == ".git")
+}
