@@ -3,7 +3,7 @@
 //! host's linker (to make the binary patchable). Cargo shows its progress and diagnostics
 //! as usual; we read its JSON messages to learn where every artifact is.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,10 +58,12 @@ pub fn capture_dir(plan: &Plan) -> PathBuf {
 
 /// Builds the host. If cargo considered a unit fresh whose capture we do not have (the
 /// target dir was built by another tool), its outputs are removed and the build runs once more.
-pub fn build_host(plan: &Plan) -> Result<BuildOutcome> {
+///
+/// `tool` is the cargo-hot executable that cargo runs as the rustc wrapper and linker.
+pub fn build_host(plan: &Plan, tool: &Path) -> Result<BuildOutcome> {
     let started = Instant::now();
     for attempt in 0..2 {
-        let Some(artifacts) = run_cargo(plan)? else { return Ok(BuildOutcome::Failed) };
+        let Some(artifacts) = run_cargo(plan, tool)? else { return Ok(BuildOutcome::Failed) };
         match assemble(plan, artifacts, started)? {
             Assembled::Ready(build) => return Ok(BuildOutcome::Built(Box::new(build))),
             Assembled::Stale(outputs) if attempt == 0 => {
@@ -85,8 +87,7 @@ struct Artifacts {
     local_libs: Vec<(String, PathBuf, PathBuf)>,
 }
 
-fn run_cargo(plan: &Plan) -> Result<Option<Artifacts>> {
-    let self_exe = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.arg("build").arg("--message-format=json-render-diagnostics");
@@ -109,7 +110,7 @@ fn run_cargo(plan: &Plan) -> Result<Option<Artifacts>> {
     }
     let user_wrapper = std::env::var_os("RUSTC_WORKSPACE_WRAPPER").unwrap_or_default();
     command
-        .env("RUSTC_WORKSPACE_WRAPPER", &self_exe)
+        .env("RUSTC_WORKSPACE_WRAPPER", tool)
         .env(capture::INNER_WRAPPER_ENV, user_wrapper)
         .env(capture::CAPTURE_DIR_ENV, capture_dir(plan))
         .env(capture::HOST_ENV, format!("{}:{}", plan.host.package, plan.host.bin))
@@ -185,10 +186,8 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         boundaries.push(BoundaryUnit { boundary: boundary.clone(), invocation, rlib: rlib.clone(), dep_info });
     }
 
-    let link_path = capture.join("host-link.json");
-    let link: Option<LinkRecord> = std::fs::read_to_string(&link_path).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let linked_by_us = link.as_ref().and_then(|l| l.output.as_deref()).is_some_and(|out| same_file(out, &artifacts.executable));
-    if !linked_by_us {
+    let link = find_link_record(&capture, &artifacts.executable);
+    if link.is_none() {
         stale.push(artifacts.executable.clone());
         stale.extend(deps_copies(&artifacts.executable));
     }
@@ -214,6 +213,16 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         link: link.expect("checked above"),
         duration: started.elapsed(),
     }))
+}
+
+/// The record of the link that produced `executable`, if cargo hot's linker made it.
+fn find_link_record(capture: &Path, executable: &Path) -> Option<LinkRecord> {
+    let entries = std::fs::read_dir(capture).ok()?;
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(crate::linker::LINK_RECORD_PREFIX))
+        .filter_map(|e| serde_json::from_str::<LinkRecord>(&std::fs::read_to_string(e.path()).ok()?).ok())
+        .find(|record| record.output.as_deref().is_some_and(|out| same_file(out, executable)))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

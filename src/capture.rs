@@ -81,11 +81,6 @@ impl RustcInvocation {
         self.flag("--out-dir").map(|dir| self.cwd.join(dir))
     }
 
-    /// The `.rlib` a library unit writes.
-    pub fn rlib_path(&self) -> Option<PathBuf> {
-        Some(self.out_dir()?.join(format!("lib{}.rlib", self.unit_key()?)))
-    }
-
     /// The dep-info (`.d`) file listing every source file of the unit.
     pub fn dep_info_path(&self) -> Option<PathBuf> {
         Some(self.out_dir()?.join(format!("{}.d", self.unit_key()?)))
@@ -164,21 +159,22 @@ fn prepare(rustc: &Path, raw_args: &[OsString]) -> Result<Command> {
             && invocation.flag("--crate-type") == Some("bin")
     });
     let capture_dir = PathBuf::from(std::env::var_os(CAPTURE_DIR_ENV).expect("checked by is_wrapper_invocation"));
-    if let Some(key) = invocation.unit_key() {
+    let unit_key = invocation.unit_key();
+    if let Some(key) = &unit_key {
         // Probes such as `rustc -vV` have no crate name and are not recorded.
         std::fs::create_dir_all(&capture_dir)?;
         let record = serde_json::to_string_pretty(&invocation)?;
-        let path = RustcInvocation::record_path(&capture_dir, &key);
+        let path = RustcInvocation::record_path(&capture_dir, key);
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, record)?;
         std::fs::rename(&tmp, &path)?;
     }
-    if is_host {
+    if let (true, Some(key)) = (is_host, unit_key) {
         let (args, user_linker) = crate::linker::take_linker_option(args);
         let self_exe = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
         command.args(args).arg("-C").arg(format!("linker={}", self_exe.display()));
         command.env(crate::linker::REAL_LINKER_ENV, user_linker.unwrap_or_else(|| "cc".to_string()));
-        command.env(crate::linker::LINK_RECORD_ENV, capture_dir.join("host-link.json"));
+        command.env(crate::linker::LINK_RECORD_ENV, capture_dir.join(format!("{}{key}.json", crate::linker::LINK_RECORD_PREFIX)));
     } else {
         command.args(args);
     }
@@ -205,7 +201,6 @@ mod tests {
             "-C", "metadata=abc", "-C", "extra-filename=-0f1e2d", "--out-dir", "/ws/target/debug/deps",
         ]);
         assert_eq!(inv.unit_key().unwrap(), "handlers-0f1e2d");
-        assert_eq!(inv.rlib_path().unwrap(), PathBuf::from("/ws/target/debug/deps/libhandlers-0f1e2d.rlib"));
         assert_eq!(inv.dep_info_path().unwrap(), PathBuf::from("/ws/target/debug/deps/handlers-0f1e2d.d"));
         assert_eq!(inv.flag("--edition"), Some("2021"));
         assert!(inv.debug_assertions());

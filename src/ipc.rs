@@ -105,6 +105,9 @@ impl IpcServer {
 impl Drop for IpcServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent().filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cargo-hot-"))) {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub const REAL_LINKER_ENV: &str = "CARGO_HOT_REAL_LINKER";
 /// Where to record the final link command.
 pub const LINK_RECORD_ENV: &str = "CARGO_HOT_LINK_RECORD";
+/// Link records are `link-<unit key>.json` in the capture directory: one per host unit, so
+/// workspaces sharing a target directory do not overwrite each other's.
+pub const LINK_RECORD_PREFIX: &str = "link-";
 
 /// The host's link command as actually run.
 #[derive(Debug, Clone, Serialize, Deserialize)]

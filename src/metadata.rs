@@ -3,7 +3,7 @@
 //! anything is built.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId, TargetKind};
@@ -25,7 +25,6 @@ pub struct Boundary {
     pub package: String,
     /// The lib target's crate name (`-` replaced by `_`), as rustc knows it.
     pub crate_name: String,
-    pub manifest_dir: PathBuf,
 }
 
 /// Everything decided before the first build.
@@ -130,7 +129,6 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
         boundaries.push(Boundary {
             package: package.name.to_string(),
             crate_name: lib.name.replace('-', "_"),
-            manifest_dir: manifest_dir(package),
         });
     }
 
@@ -299,10 +297,4 @@ fn normal_dependencies(metadata: &Metadata, host: &PackageId) -> HashSet<Package
         }
     }
     seen
-}
-
-/// Used in tests and by `Plan` users that need the path of a package's manifest.
-#[allow(dead_code)]
-pub fn is_within(path: &Path, dir: &Path) -> bool {
-    path.starts_with(dir)
 }

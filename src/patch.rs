@@ -73,10 +73,7 @@ pub fn link(rlib: &Path, link_record: &LinkRecord, work_dir: &Path, output: &Pat
 
 /// Writes the `.o` members of an rlib (rustc's codegen units) into `dir`.
 fn extract_objects(rlib: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
-    let file = std::fs::File::open(rlib).with_context(|| format!("cannot open {}", rlib.display()))?;
-    // SAFETY: the rlib was just written by rustc and nothing writes it while we read: the
-    // next rustc run of this boundary only starts after this patch is linked.
-    let data = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", rlib.display()))?;
+    let data = crate::sys::map_file(rlib)?;
     let archive = ArchiveFile::parse(&*data).with_context(|| format!("{} is not an archive", rlib.display()))?;
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -4,6 +4,8 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+use crate::sys;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -20,7 +22,6 @@ pub struct Launch {
 
 pub struct RunningProgram {
     child: Child,
-    pub started: Instant,
 }
 
 impl RunningProgram {
@@ -30,23 +31,9 @@ impl RunningProgram {
         // Its own process group: Ctrl-C in the terminal reaches cargo hot, which stops the
         // program gracefully, and a stop reaches every process the program started.
         command.process_group(0);
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (prctl, getppid, _exit).
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // cargo hot died between fork and prctl: do not run as an orphan.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
+        sys::kill_with_parent(&mut command);
         let child = command.spawn().with_context(|| format!("cannot start {}", launch.executable.display()))?;
-        Ok(RunningProgram { child, started: Instant::now() })
+        Ok(RunningProgram { child })
     }
 
     pub fn pid(&self) -> u32 {
@@ -61,29 +48,21 @@ impl RunningProgram {
     /// SIGTERM to the process group, then SIGKILL after `timeout`. Returns the exit status.
     pub fn stop(mut self, timeout: Duration) -> Result<ExitStatus> {
         if let Some(status) = self.try_exit() {
-            signal_group(self.pid(), libc::SIGKILL);
+            sys::signal_group(self.pid(), libc::SIGKILL);
             return Ok(status);
         }
-        signal_group(self.pid(), libc::SIGTERM);
+        sys::signal_group(self.pid(), libc::SIGTERM);
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.try_exit() {
                 // Stragglers of the group (the program's own children) go too.
-                signal_group(self.pid(), libc::SIGKILL);
+                sys::signal_group(self.pid(), libc::SIGKILL);
                 return Ok(status);
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        signal_group(self.pid(), libc::SIGKILL);
+        sys::signal_group(self.pid(), libc::SIGKILL);
         Ok(self.child.wait()?)
-    }
-}
-
-fn signal_group(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the process
-    // group this program leads (created with process_group(0) at spawn).
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), signal);
     }
 }
 

@@ -47,8 +47,9 @@ struct Active {
     build: HostBuild,
     image: HostImage,
     tree: DependencyTree,
-    /// Type definitions of each boundary when the host was built; None when an edit raced
-    /// the build (then the next boundary edit restarts, to be safe).
+    /// Every version of the type definitions of each boundary loaded in the program (the
+    /// host build's, then each applied patch's); None when an edit raced the build (then
+    /// the next boundary edit restarts, to be safe).
     types: Vec<Option<TypeDefinitions>>,
 }
 
@@ -67,9 +68,8 @@ impl Session {
     fn new(plan: Plan, program_args: Vec<OsString>) -> Result<Self> {
         let session_dir = plan.session_dir();
         std::fs::create_dir_all(&session_dir).with_context(|| format!("cannot create {}", session_dir.display()))?;
-        // Patches of an earlier session are never loaded again.
-        let _ = std::fs::remove_dir_all(session_dir.join("patches"));
-        let ipc = IpcServer::bind(&session_dir.join("ipc.sock"))?;
+        remove_dead_sessions(&session_dir.join("patches"));
+        let ipc = IpcServer::bind(&private_socket_path()?)?;
         let (sender, wake) = mpsc::channel();
         let signals = sender.clone();
         let mut roots = vec![plan.workspace_root.clone()];
@@ -175,7 +175,7 @@ impl Session {
         let name = unit.boundary.package.clone();
 
         let compiled = patch::compile(&unit)?;
-        eprint!("{}", compiled.diagnostics);
+        ui::diagnostics(&compiled.diagnostics);
         if !compiled.success {
             ui::error(format!(
                 "`{name}` does not compile; the program keeps running the last good code. Fix the error and save again"
@@ -196,12 +196,13 @@ impl Session {
         if let Some(reason) = type_change {
             return self.fall_back(&format!("{reason} in `{name}`")).map(|_| false);
         }
+        let current = current.expect("an error is a type change above");
 
         self.patches += 1;
-        let session_dir = self.plan.session_dir();
-        let patch_path = session_dir.join("patches").join(format!("{}-{}.so", unit.boundary.crate_name, self.patches));
-        std::fs::create_dir_all(patch_path.parent().expect("has a parent"))?;
-        let link_time = match patch::link(&unit.rlib, &active.build.link, &session_dir.join("objects"), &patch_path) {
+        let patch_dir = self.plan.session_dir().join("patches").join(std::process::id().to_string());
+        let patch_path = patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.patches));
+        std::fs::create_dir_all(&patch_dir)?;
+        let link_time = match patch::link(&unit.rlib, &active.build.link, &patch_dir.join("objects"), &patch_path) {
             Ok(duration) => duration,
             Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
         };
@@ -218,6 +219,9 @@ impl Session {
         let pid = program.pid();
         match self.ipc.reload(pid, &patch_path, &approved.exports, RELOAD_TIMEOUT) {
             Ok(ReloadOutcome::Ok { load_micros, switched }) => {
+                if let Some(Some(loaded)) = self.active.as_mut().map(|a| &mut a.types[index]) {
+                    loaded.absorb(current);
+                }
                 ui::success(format!(
                     "patched `{name}` in {} (compile {}, link {}, check {}, load {}) · {switched} export{} switched · pid {pid} kept",
                     ui::ms(started.elapsed()),
@@ -246,7 +250,8 @@ impl Session {
     fn rebuild_and_restart(&mut self, reason: Option<String>) -> Result<()> {
         let build_started = SystemTime::now();
         ui::info(format!("building `{}`…", self.plan.host.bin));
-        let build = match build::build_host(&self.plan)? {
+        let tool = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+        let build = match build::build_host(&self.plan, &tool)? {
             BuildOutcome::Built(build) => *build,
             BuildOutcome::Failed => {
                 let still = if self.program.is_some() {
@@ -349,6 +354,28 @@ impl Session {
 
     fn display(&self, path: &std::path::Path) -> String {
         path.strip_prefix(&self.plan.workspace_root).unwrap_or(path).display().to_string()
+    }
+}
+
+/// A socket path in a directory only this user can enter (and short enough for the
+/// 108-byte limit of Unix socket paths, which deep target directories can exceed).
+fn private_socket_path() -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("cargo-hot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join("ipc.sock"))
+}
+
+/// Patches are kept while their session runs (a running program may execute their code);
+/// those of sessions that have ended are removed.
+fn remove_dead_sessions(patches: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(patches) else { return };
+    for entry in entries.flatten() {
+        let alive = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(crate::sys::process_exists);
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -42,6 +42,36 @@ pub fn error(text: impl AsRef<str>) {
     line("1;31", &format!("error: {}", text.as_ref()));
 }
 
+/// Compiler diagnostics as rustc rendered them (with colours), printed as cargo would:
+/// coloured on a terminal, plain otherwise.
+pub fn diagnostics(rendered: &str) {
+    if color() {
+        eprint!("{rendered}");
+    } else {
+        eprint!("{}", strip_ansi(rendered));
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI sequences: ESC [ parameters final-byte.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Compact milliseconds: `142 ms`, `1.24 s`.
 pub fn ms(duration: Duration) -> String {
     let millis = duration.as_secs_f64() * 1000.0;
@@ -55,6 +85,11 @@ pub fn ms(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_colours_for_pipes() {
+        assert_eq!(strip_ansi("\x1b[1m\x1b[91merror\x1b[0m: x"), "error: x");
+    }
 
     #[test]
     fn durations_read_naturally() {

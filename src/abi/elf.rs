@@ -29,10 +29,7 @@ pub struct ElfSymbols {
 }
 
 pub fn read(path: &Path) -> Result<ElfSymbols> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    // SAFETY: the files read here (the host binary, a patch, system libraries) are not
-    // modified while cargo hot reads them: binaries are replaced by new files, never edited.
-    let data = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+    let data = crate::sys::map_file(path)?;
     parse(&data).with_context(|| format!("cannot read the ELF symbols of {}", path.display()))
 }
 

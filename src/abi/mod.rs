@@ -125,7 +125,10 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
         .map(|(name, _)| name.as_str())
         .collect();
     if let Some(first) = missing.first() {
-        let more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
+        let mut more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
+        if !host.missing_libraries.is_empty() {
+            more.push_str(&format!("; libraries not found to check: {}", host.missing_libraries.join(", ")));
+        }
         return Err(Rejection(format!(
             "the new code needs `{:#}`{more}, which the running program does not contain",
             rustc_demangle::demangle(first)

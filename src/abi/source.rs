@@ -34,17 +34,22 @@ impl TypeDefinitions {
         Ok(())
     }
 
-    /// The first definition that differs, described for the developer, or None if equal.
+    /// `self` holds every version of every definition loaded in the running program (the
+    /// host's, then each applied patch's). Returns the first definition of `newer` that
+    /// differs from a loaded version of the same name, described for the developer.
+    /// New definitions are harmless (no value of them exists yet), and so are removed ones
+    /// (their values keep being handled by the old code that made them).
     pub fn first_difference(&self, newer: &TypeDefinitions) -> Option<String> {
-        let changed = self.0.symmetric_difference(&newer.0).next()?;
-        let label = &changed.0;
-        let old = self.0.iter().any(|(l, _)| l == label);
-        let new = newer.0.iter().any(|(l, _)| l == label);
-        Some(match (old, new) {
-            (true, true) => format!("{label} changed"),
-            (true, false) => format!("{label} was removed"),
-            _ => format!("{label} was added"),
-        })
+        let (label, _) = newer
+            .0
+            .iter()
+            .find(|(label, tokens)| self.0.iter().any(|(l, t)| l == label && t != tokens))?;
+        Some(format!("{label} changed"))
+    }
+
+    /// Records the definitions of a patch that was loaded.
+    pub fn absorb(&mut self, loaded: TypeDefinitions) {
+        self.0.extend(loaded.0);
     }
 }
 
@@ -150,6 +155,19 @@ mod tests {
         assert!(old.first_difference(&defs("mod m { pub enum E { A, B } } trait T { fn f(&self); } thread_local! { static X: u8 = 0; }")).unwrap().contains("enum `E`"));
         assert!(old.first_difference(&defs("mod m { pub enum E { A } } trait T { fn f(&self); fn g(&self); } thread_local! { static X: u8 = 0; }")).unwrap().contains("trait `T`"));
         assert!(old.first_difference(&defs("mod m { pub enum E { A } } trait T { fn f(&self); } thread_local! { static X: u16 = 0; }")).unwrap().contains("thread_local!"));
-        assert!(defs("struct A;").first_difference(&defs("struct A; struct B;")).unwrap().contains("was added"));
+        assert_eq!(defs("struct A;").first_difference(&defs("struct A; struct B;")), None, "a new type is harmless");
+        assert_eq!(defs("struct A; struct B;").first_difference(&defs("struct A;")), None, "so is a removed one");
+    }
+
+    #[test]
+    fn a_type_added_by_one_patch_and_changed_by_the_next_is_caught() {
+        let mut loaded = defs("struct A;");
+        let first_patch = defs("struct A; struct B(u8);");
+        assert_eq!(loaded.first_difference(&first_patch), None);
+        loaded.absorb(first_patch);
+        assert!(loaded.first_difference(&defs("struct A; struct B(u16);")).unwrap().contains("struct `B`"));
+        // Changing it back is no safer: values of the intermediate version may exist.
+        loaded.absorb(defs("struct A; struct B(u16);"));
+        assert!(loaded.first_difference(&defs("struct A; struct B(u8);")).is_some());
     }
 }

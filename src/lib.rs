@@ -1,0 +1,52 @@
+//! cargo-hot: backend hot module replacement for Rust workspaces.
+//!
+//! One executable, three roles:
+//! - `cargo hot run ...`: the developer-facing command ([`session`]);
+//! - the workspace rustc wrapper during the host's build ([`capture`]), detected by
+//!   cargo hot's capture variable;
+//! - the host binary's linker ([`linker`]), detected by the real-linker variable.
+//!
+//! The modules, one concern each: [`metadata`] and [`config`] plan (which host, which
+//! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host; [`depinfo`]
+//! and [`classify`] decide what an edit means; [`watch`] sees edits; [`patch`] builds a
+//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program; [`ui`] talks.
+
+pub mod abi;
+pub mod build;
+pub mod capture;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod depinfo;
+pub mod ipc;
+pub mod linker;
+pub mod metadata;
+pub mod patch;
+pub mod process;
+pub mod session;
+pub mod sys;
+pub mod ui;
+pub mod watch;
+
+use std::process::ExitCode;
+
+/// The whole program: dispatches to the role this process was started for.
+pub fn main_entry() -> ExitCode {
+    if linker::is_linker_invocation() {
+        return linker::run_linker();
+    }
+    if capture::is_wrapper_invocation() {
+        return capture::run_wrapper();
+    }
+    let cli::CargoCli::Hot(cli) = cli::parse_from_env();
+    let result = match cli.command {
+        cli::Command::Run(args) => session::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            ui::error(format!("{err:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Every unsafe operation of cargo-hot, each with the invariant it relies on: mapping
+//! artifacts read-only, signalling processes, and the parent-death signal of the program.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+/// Maps a build artifact (rlib, executable, patch, system library) read-only.
+pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: the mapping is read-only and the files mapped here are not modified in place
+    // while cargo hot reads them: rustc and the linkers replace outputs with new files, and
+    // a boundary's rlib is only rewritten by the next rustc run, which starts after the
+    // current patch has been linked and checked (the session is sequential).
+    unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))
+}
+
+/// Sends `signal` to the process group led by `pid`.
+pub fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the process
+    // group that the program leads (it was spawned with process_group(0)).
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+/// Whether a process with this pid exists.
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission check.
+    pid > 0 && unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Makes the spawned program die with cargo hot, even when cargo hot is killed by SIGKILL.
+pub fn kill_with_parent(command: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // cargo hot died between fork and prctl: do not run as an orphan.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}

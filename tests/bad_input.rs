@@ -1,0 +1,69 @@
+//! Configuration mistakes are reported before anything is built, with what to do.
+
+mod support;
+
+use std::process::Command;
+
+use support::{Fixture, CARGO_HOT};
+
+fn run_hot(fixture: &Fixture, args: &[&str]) -> (i32, String) {
+    let output = Command::new(CARGO_HOT)
+        .arg("hot")
+        .arg("run")
+        .args(args)
+        .current_dir(fixture.root())
+        .env("CARGO_TARGET_DIR", support::shared_target_dir())
+        .output()
+        .unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn missing_boundary_says_how_to_name_one() {
+    let fixture = Fixture::copy("axum-app");
+    fixture.edit("Cargo.toml", "[workspace.metadata.hot]\nboundary = \"crates/handlers\"\n", "");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no hot boundary is configured"), "{stderr}");
+    assert!(stderr.contains("--boundary crates/handlers"), "{stderr}");
+}
+
+#[test]
+fn boundary_that_is_not_a_crate_of_the_host_is_refused() {
+    let fixture = Fixture::copy("axum-app");
+    let (code, stderr) = run_hot(&fixture, &["--boundary", "crates/nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("crates/nope") && stderr.contains("does not exist"), "{stderr}");
+
+    let (code, stderr) = run_hot(&fixture, &["--boundary", "server"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is the host package itself"), "{stderr}");
+
+    // A workspace member the host does not depend on.
+    std::fs::create_dir_all(fixture.path("crates/unused/src")).unwrap();
+    std::fs::write(fixture.path("crates/unused/Cargo.toml"), "[package]\nname = \"unused\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
+    std::fs::write(fixture.path("crates/unused/src/lib.rs"), "").unwrap();
+    fixture.edit("Cargo.toml", "\"crates/shared\"]", "\"crates/shared\", \"crates/unused\"]");
+    let (code, stderr) = run_hot(&fixture, &["--boundary", "unused"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not a dependency of `server`"), "{stderr}");
+}
+
+#[test]
+fn broken_manifest_is_reported_not_swallowed() {
+    let fixture = Fixture::copy("axum-app");
+    fixture.edit("crates/server/Cargo.toml", "[dependencies]", "[dependencies\n");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cargo could not read the workspace"), "{stderr}");
+    assert!(stderr.contains("Cargo.toml"), "{stderr}");
+}
+
+#[test]
+fn unknown_config_keys_warn_and_wrong_types_fail() {
+    let fixture = Fixture::copy("axum-app");
+    fixture.edit("Cargo.toml", "boundary = \"crates/handlers\"", "boundary = 3");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`boundary`") && stderr.contains("Cargo.toml"), "{stderr}");
+}

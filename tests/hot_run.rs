@@ -1,0 +1,117 @@
+//! End to end: the real `cargo hot run` on a copy of test-fixtures/axum-app, real edits on
+//! disk, real HTTP requests.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Fixture, HotRun};
+
+const HANDLERS: &str = "crates/handlers/src/lib.rs";
+const SHARED: &str = "crates/shared/src/lib.rs";
+const PATCH_WAIT: Duration = Duration::from_secs(120);
+const RESTART_WAIT: Duration = Duration::from_secs(300);
+
+/// Body edits are patched into the same process; host-owned state survives; a request in
+/// flight finishes on the old code; new code may use dependency APIs the host never called;
+/// a compile error keeps the last good code serving and the fix applies.
+#[test]
+fn boundary_edits_patch_the_running_process() {
+    let fixture = Fixture::copy("axum-app");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    assert_eq!(run.get("/").unwrap(), "hello from v1 (hits=1)");
+    assert_eq!(run.get("/").unwrap(), "hello from v1 (hits=2)");
+
+    // 1. A body edit: same PID, state kept.
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "hello from v1", "hello from v2");
+    let body = run.wait_for_response("/", PATCH_WAIT, |b| b.contains("v2"));
+    let hits: u64 = body.trim_start_matches("hello from v2 (hits=").trim_end_matches(')').parse().unwrap();
+    assert!(hits >= 3, "the hit counter owned by the host survives the patch (a restart resets it): {body}");
+    assert_eq!(run.pid(), pid);
+    let log = run.wait_for_log("patched `handlers`", mark, PATCH_WAIT);
+    assert!(log[mark..].contains("pid") && log[mark..].contains("kept"), "{log}");
+
+    // 2. A request in flight while its function is patched finishes on the code it started with.
+    let port = run.port;
+    let in_flight = std::thread::spawn(move || support::http(port, "GET", "/slow?ms=3000", ""));
+    std::thread::sleep(Duration::from_millis(300));
+    fixture.edit(HANDLERS, "\"slow v1\"", "\"slow v2\"");
+    run.wait_for_response("/slow?ms=1", PATCH_WAIT, |b| b == "slow v2");
+    assert_eq!(in_flight.join().unwrap().unwrap(), "slow v1");
+
+    // 3. New code that uses dependency APIs the host never called, tokio timers and spawn.
+    fixture.edit(
+        HANDLERS,
+        "format!(\"hello from v2 (hits={hits})\")",
+        r##"let doc: serde_json::Value = serde_json::from_str(r#"{"deps":["tokio","serde_json"]}"#).unwrap();
+    let pretty = serde_json::to_string_pretty(&doc).unwrap();
+    let spawned = tokio::spawn(async move { tokio::time::timeout(Duration::from_millis(500), async { hits * 10 }).await.unwrap() });
+    format!("v3 hits={hits} spawned={} lines={}", spawned.await.unwrap(), pretty.lines().count())"##,
+    );
+    let body = run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("v3"));
+    assert!(body.starts_with("v3 hits="), "{body}");
+    assert!(body.ends_with("lines=6"), "{body}");
+    assert_eq!(run.pid(), pid);
+
+    // The patched put_note spawns a task; the note lands in host-owned state.
+    fixture.edit(HANDLERS, "format!(\"stored {key}\")", "format!(\"stored v2 {key}\")");
+    run.wait_for_response("/", PATCH_WAIT, |_| run.log().matches("patched `handlers`").count() >= 4);
+    assert_eq!(run.post("/note/k", "kept").unwrap(), "stored v2 k");
+    assert_eq!(run.get("/note/k").unwrap(), r#"{"key":"k","text":"kept"}"#);
+
+    // 4. A compile error: diagnostics shown, old code keeps serving, the fix applies.
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "format!(\"v3 hits=", "format!(\"v4 hits=\" + ");
+    let log = run.wait_for_log("does not compile", mark, PATCH_WAIT);
+    assert!(log[mark..].contains("error"), "rustc's diagnostics are shown:\n{log}");
+    assert!(run.get("/").unwrap().starts_with("v3"), "the last good code keeps serving");
+    assert_eq!(run.pid(), pid);
+    fixture.edit(HANDLERS, "format!(\"v4 hits=\" + ", "format!(\"v4 hits=");
+    run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("v4"));
+    assert_eq!(run.pid(), pid, "every edit so far was a patch");
+
+    let status = run.interrupt();
+    assert_eq!(status.code(), Some(130), "Ctrl-C ends cargo hot with the conventional status");
+}
+
+/// Edits outside the boundary, and boundary edits the ABI gate refuses, restart the program
+/// (new PID) with the new code, saying why.
+#[test]
+fn edits_outside_the_boundary_or_failing_the_gate_restart() {
+    let fixture = Fixture::copy("axum-app");
+    let run = HotRun::start(&fixture, &["--boundary", "crates/handlers"]);
+    let first_pid = run.pid();
+    assert_eq!(run.get("/version").unwrap(), "handlers v1, shared-v1");
+
+    // A shared crate edit restarts.
+    let mark = run.log().len();
+    fixture.edit(SHARED, "\"shared-v1\"", "\"shared-v2\"");
+    run.wait_for_response("/version", RESTART_WAIT, |b| b.contains("shared-v2"));
+    let second_pid = run.pid();
+    assert_ne!(second_pid, first_pid);
+    let log = run.wait_for_log("restarted", mark, RESTART_WAIT);
+    assert!(log[mark..].contains("compiled by `shared`, outside the boundary"), "{log}");
+
+    // A changed signature in the boundary (the host still compiles) fails the gate.
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "pub async fn slow(millis: u64) -> String {", "pub async fn slow(millis: u64) -> &'static str {");
+    fixture.edit(HANDLERS, "\"slow v1\".to_string()", "\"slow, new signature\"");
+    run.wait_for_response("/slow?ms=1", RESTART_WAIT, |b| b == "slow, new signature");
+    assert_ne!(run.pid(), second_pid);
+    let log = run.wait_for_log("restarted", mark, RESTART_WAIT);
+    assert!(log[mark..].contains("the signature of `handlers::slow` changed"), "{log}");
+    let third_pid = run.pid();
+
+    // A changed type definition of the boundary fails the gate too.
+    let mark = run.log().len();
+    fixture.edit("crates/handlers/src/render.rs", "use shared::Note;", "use shared::Note;\n\npub struct Stats {\n    pub served: u32,\n}");
+    run.wait_for_log("patched `handlers`", mark, PATCH_WAIT);
+    assert_eq!(run.pid(), third_pid, "adding a type is harmless");
+    let mark = run.log().len();
+    fixture.edit("crates/handlers/src/render.rs", "pub served: u32,", "pub served: u64,");
+    let log = run.wait_for_log("restarted", mark, RESTART_WAIT);
+    assert!(log[mark..].contains("struct `Stats` (render.rs) changed"), "{log}");
+    run.wait_for_response("/pid", RESTART_WAIT, |pid| pid.trim() != third_pid.to_string());
+}

@@ -1,0 +1,121 @@
+//! The patch builder and the ABI gate on real artifacts: the fixture's host is built through
+//! cargo hot's wrapper and linker, then edited boundaries are recompiled, linked into
+//! patches and judged against the real host binary. No program runs here.
+
+mod support;
+
+use std::path::Path;
+
+use cargo_hot::abi::{self, HostImage};
+use cargo_hot::build::{self, BoundaryUnit, BuildOutcome};
+use cargo_hot::cli::Selection;
+use cargo_hot::linker::LinkRecord;
+use cargo_hot::{metadata, patch};
+use support::Fixture;
+
+const HANDLERS: &str = "crates/handlers/src/lib.rs";
+
+struct Bench<'a> {
+    fixture: &'a Fixture,
+    unit: BoundaryUnit,
+    link: LinkRecord,
+    image: HostImage,
+    work: tempfile::TempDir,
+    count: usize,
+}
+
+impl Bench<'_> {
+    /// Applies `edit` to the original handlers source, builds the patch, runs the gate.
+    fn judge(&mut self, original: &str, edit: impl Fn(&str) -> String) -> Result<abi::Approved, abi::Rejection> {
+        std::fs::write(self.fixture.path(HANDLERS), edit(original)).unwrap();
+        let compiled = patch::compile(&self.unit).unwrap();
+        assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.diagnostics);
+        self.count += 1;
+        let output = self.work.path().join(format!("patch-{}.so", self.count));
+        patch::link(&self.unit.rlib, &self.link, &self.work.path().join("objects"), &output).unwrap();
+        abi::check_file(&self.image, "handlers", &output).unwrap()
+    }
+}
+
+#[test]
+fn gate_approves_body_edits_and_refuses_incompatible_patches() {
+    let _lock = support::exclusive_build();
+    let fixture = Fixture::copy("axum-app");
+    // This file has a single test, so setting the variable races with nothing.
+    std::env::set_var("CARGO_TARGET_DIR", support::shared_target_dir());
+    let selection = Selection { manifest_path: Some(fixture.path("Cargo.toml")), ..Selection::default() };
+    let plan = metadata::plan(&selection, &[]).unwrap();
+    assert_eq!(plan.host.bin, "server");
+    assert_eq!(plan.boundaries[0].package, "handlers");
+    let BuildOutcome::Built(host) = build::build_host(&plan, Path::new(support::CARGO_HOT)).unwrap() else {
+        panic!("the fixture must build");
+    };
+
+    // The host is patchable: every Rust symbol exported, the five exports present.
+    let image = HostImage::read(&host.executable).unwrap();
+    let exports: Vec<&String> = image.exports_of("handlers").collect();
+    assert_eq!(exports.len(), 5, "{exports:?}");
+    let tokio_symbols = image.symbols.defined.iter().filter(|s| s.contains("5tokio")).count();
+    assert!(tokio_symbols > 500, "whole-archive + export-dynamic exports tokio's symbols, found {tokio_symbols}");
+
+    let original = fixture.read(HANDLERS);
+    let mut bench = Bench {
+        fixture: &fixture,
+        unit: host.boundaries[0].clone(),
+        link: host.link.clone(),
+        image,
+        work: tempfile::tempdir().unwrap(),
+        count: 0,
+    };
+
+    // A body edit using dependency APIs the host never called: approved, all five switch.
+    let approved = bench
+        .judge(&original, |s| {
+            s.replace(
+                "format!(\"hello from v1 (hits={hits})\")",
+                "serde_json::to_string_pretty(&serde_json::json!({ \"hits\": hits })).unwrap()",
+            )
+        })
+        .unwrap();
+    assert_eq!(approved.exports.len(), 5);
+    let patch = bench.work.path().join("patch-1.so");
+    let patch_size = std::fs::metadata(&patch).unwrap().len();
+    let host_size = std::fs::metadata(&host.executable).unwrap().len();
+    assert!(patch_size * 20 < host_size, "a thin patch carries only the boundary: {patch_size} bytes vs host {host_size}");
+    let patch_symbols = abi::elf::read(&patch).unwrap();
+    assert!(
+        patch_symbols.undefined.iter().any(|(name, _)| name.contains("10serde_json")),
+        "dependency code stays in the host and is resolved at load time"
+    );
+
+    // A changed signature.
+    let rejection = bench
+        .judge(&original, |s| s.replace("pub async fn slow(millis: u64) -> String {", "pub async fn slow(millis: u32) -> String {\n    let millis = u64::from(millis);"))
+        .unwrap_err();
+    assert_eq!(rejection.0, "the signature of `handlers::slow` changed");
+
+    // A new export.
+    let rejection = bench
+        .judge(&original, |s| format!("{s}\n#[hot::export]\npub fn added() -> u32 {{ 1 }}\n"))
+        .unwrap_err();
+    assert_eq!(rejection.0, "`handlers::added` is a new export");
+
+    // A removed export (the function stays, without #[hot::export]).
+    let rejection = bench
+        .judge(&original, |s| s.replace("#[hot::export]\npub fn version()", "pub fn version()"))
+        .unwrap_err();
+    assert_eq!(rejection.0, "the export `handlers::version` was removed");
+
+    // A symbol the running program does not contain.
+    let rejection = bench
+        .judge(&original, |s| {
+            s.replace(
+                "format!(\"hello from v1 (hits={hits})\")",
+                "{ extern \"C\" { fn cargo_hot_test_missing_symbol() -> u64; } format!(\"{}\", hits + unsafe { cargo_hot_test_missing_symbol() }) }",
+            )
+        })
+        .unwrap_err();
+    assert!(rejection.0.contains("cargo_hot_test_missing_symbol"), "{rejection}");
+
+    std::fs::write(fixture.path(HANDLERS), original).unwrap();
+}

@@ -1,0 +1,245 @@
+//! Shared by the integration tests: copies of test-fixtures/ in temp dirs, a running
+//! `cargo hot run`, and a minimal HTTP client (std only, one request per connection).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CARGO_HOT: &str = env!("CARGO_BIN_EXE_cargo-hot");
+
+/// One target dir for every test, so the fixture's dependencies are compiled once.
+pub fn shared_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("fixture-target")
+}
+
+/// Cargo names the units of path packages by a hash relative to the workspace root, so two
+/// copies of a fixture building in the shared target dir at once would overwrite each
+/// other's libraries. Tests that build hold this lock (across test threads and processes).
+pub struct BuildLock(std::fs::File);
+
+pub fn exclusive_build() -> BuildLock {
+    let dir = shared_target_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = std::fs::File::create(dir.join(".cargo-hot-tests.lock")).unwrap();
+    file.lock().unwrap();
+    BuildLock(file)
+}
+
+pub fn runtime_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime")
+}
+
+/// A private copy of a fixture workspace.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn copy(name: &str) -> Fixture {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-fixtures").join(name);
+        let dir = tempfile::Builder::new().prefix(&format!("hot-{name}-")).tempdir().unwrap();
+        copy_tree(&source, dir.path());
+        let fixture = Fixture { dir };
+        // The fixture names the runtime by a path relative to this repository.
+        for manifest in fixture.manifests() {
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            let text = text.replace("path = \"../../../../runtime\"", &format!("path = {:?}", runtime_dir().display().to_string()));
+            std::fs::write(&manifest, text).unwrap();
+        }
+        fixture
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root().join(relative)
+    }
+
+    fn manifests(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+                    out.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.path(relative)).unwrap()
+    }
+
+    /// Replaces `from` (which must occur) by `to` in a file, written in place like an editor.
+    pub fn edit(&self, relative: &str, from: &str, to: &str) {
+        let text = self.read(relative);
+        assert!(text.contains(from), "{relative} does not contain {from:?}");
+        std::fs::write(self.path(relative), text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_tree(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `cargo hot run` on a fixture, with its output captured to a file for assertions.
+pub struct HotRun {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+    _lock: BuildLock,
+}
+
+impl HotRun {
+    pub fn start(fixture: &Fixture, args: &[&str]) -> HotRun {
+        let lock = exclusive_build();
+        let port = free_port();
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = log_dir.path().join("cargo-hot.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(CARGO_HOT)
+            .arg("hot")
+            .arg("run")
+            .args(args)
+            .current_dir(fixture.root())
+            .env("CARGO_TARGET_DIR", shared_target_dir())
+            .env("PORT", port.to_string())
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let run = HotRun { child, port, log, _log_dir: log_dir, _lock: lock };
+        // The first build may compile the fixture's dependencies.
+        run.wait_for_response("/pid", Duration::from_secs(600), |_| true);
+        run
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (counting from `after` bytes), returns the log.
+    pub fn wait_for_log(&self, needle: &str, after: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.get(after..).is_some_and(|tail| tail.contains(needle)) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} in cargo hot's output:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<String, String> {
+        http(self.port, "GET", path, "")
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Result<String, String> {
+        http(self.port, "POST", path, body)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.get("/pid").unwrap().trim().parse().unwrap()
+    }
+
+    /// Polls `path` until `accept` is true for the body; returns that body.
+    pub fn wait_for_response(&self, path: &str, timeout: Duration, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            match self.get(path) {
+                Ok(body) if accept(&body) => return body,
+                Ok(body) => last = body,
+                Err(err) => last = err,
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {path}; last answer: {last:?}\ncargo hot's output:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Stops cargo hot as Ctrl-C would; returns its exit status.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        unsafe_free_kill(self.child.id(), "INT");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "cargo hot did not stop on SIGINT:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HotRun {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            unsafe_free_kill(self.child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn unsafe_free_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+/// One HTTP/1.1 request with `Connection: close`; the body of a 2xx answer, else an error.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| format!("read: {e}"))?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("malformed response: {response:?}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if !status.starts_with('2') {
+        return Err(format!("status {status}: {body}"));
+    }
+    Ok(body.to_string())
+}
