@@ -50,6 +50,30 @@ impl LinkRecord {
     }
 }
 
+impl LinkRecord {
+    /// rustc's bundled `rust-lld`, when the host was linked with it (`-fuse-ld=lld` with a
+    /// `-B <sysroot>/.../gcc-ld` directory, the default on x86_64 Linux since Rust 1.90).
+    /// Calling it directly saves the `cc` → `collect2` → `ld.lld` chain of processes.
+    pub fn bundled_lld(&self) -> Option<PathBuf> {
+        let flags = self.driver_flags();
+        if !flags.iter().any(|f| f == "-fuse-ld=lld") {
+            return None;
+        }
+        let mut dirs = Vec::new();
+        let mut iter = flags.iter();
+        while let Some(flag) = iter.next() {
+            if flag == "-B" {
+                dirs.extend(iter.next().map(PathBuf::from));
+            } else if let Some(dir) = flag.strip_prefix("-B") {
+                dirs.push(PathBuf::from(dir));
+            }
+        }
+        dirs.into_iter()
+            .filter(|dir| dir.join("ld.lld").is_file())
+            .find_map(|dir| Some(dir.parent()?.join("rust-lld")).filter(|lld| lld.is_file()))
+    }
+}
+
 pub fn is_linker_invocation() -> bool {
     std::env::var_os(REAL_LINKER_ENV).is_some()
 }

@@ -52,15 +52,32 @@ fn render_rustc_line(line: &str) -> String {
 }
 
 /// Links the objects of `rlib` into the shared object `output`.
+///
+/// `-Bsymbolic`: calls inside the patch go to the patch's own (new) functions, not to the
+/// host's old copies of the same names. Everything else stays undefined until `dlopen`,
+/// where it resolves to the host's own copies.
 pub fn link(rlib: &Path, link_record: &LinkRecord, work_dir: &Path, output: &Path) -> Result<Duration> {
     let started = Instant::now();
+    if let Some(lld) = link_record.bundled_lld() {
+        // lld reads the rlib itself: its metadata member is an object without allocated sections.
+        let status = std::process::Command::new(&lld)
+            .args(["-flavor", "gnu", "-shared", "-Bsymbolic", "-o"])
+            .arg(output)
+            .arg("--whole-archive")
+            .arg(rlib)
+            .arg("--no-whole-archive")
+            .status()
+            .with_context(|| format!("cannot run {}", lld.display()))?;
+        if !status.success() {
+            bail!("linking the patch failed (`{}` exited with {status})", lld.display());
+        }
+        return Ok(started.elapsed());
+    }
     let objects = extract_objects(rlib, work_dir)?;
     if objects.is_empty() {
         bail!("{} contains no object files", rlib.display());
     }
     let mut args: Vec<String> = link_record.driver_flags();
-    // -Bsymbolic: calls inside the patch go to the patch's own (new) functions, not to the
-    // host's old copies of the same names. Everything else stays undefined until dlopen.
     args.extend(["-shared".into(), "-Wl,-Bsymbolic".into(), "-o".into()]);
     args.push(output.display().to_string());
     args.extend(objects.iter().map(|o| o.display().to_string()));

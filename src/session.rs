@@ -174,7 +174,15 @@ impl Session {
         let unit = active.build.boundaries[index].clone();
         let name = unit.boundary.package.clone();
 
-        let compiled = patch::compile(&unit)?;
+        // The boundary's type definitions are read while rustc compiles the same files.
+        let files = active.tree.boundary_files(index);
+        let compile_started = SystemTime::now();
+        let (compiled, current) = std::thread::scope(|scope| {
+            let types = scope.spawn(|| TypeDefinitions::of_files(&files));
+            let compiled = patch::compile(&unit);
+            (compiled, types.join().expect("parsing type definitions does not panic"))
+        });
+        let compiled = compiled?;
         ui::diagnostics(&compiled.diagnostics);
         if !compiled.success {
             ui::error(format!(
@@ -182,12 +190,16 @@ impl Session {
             ));
             return Ok(false);
         }
-        if let Ok(files) = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd) {
-            active.tree.update_boundary(index, files);
+        let files = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd).unwrap_or(files);
+        if modified_since(&files, compile_started) {
+            // rustc and the type check may have seen different versions; the edit that
+            // raced is queued and its own burst will patch it.
+            ui::info(format!("`{name}` changed while compiling; waiting for that change"));
+            return Ok(false);
         }
+        active.tree.update_boundary(index, files);
 
         // The type definitions the running program was built with must still hold.
-        let current = TypeDefinitions::of_files(&active.tree.boundary_files(index));
         let type_change = match (&active.types[index], &current) {
             (Some(built), Ok(now)) => built.first_difference(now),
             (None, _) => Some("the boundary changed while the program was being built".to_string()),
@@ -268,8 +280,7 @@ impl Session {
         let types = (0..build.boundaries.len())
             .map(|index| {
                 let files = tree.boundary_files(index);
-                let raced = files.iter().any(|f| std::fs::metadata(f).and_then(|m| m.modified()).is_ok_and(|t| t > build_started));
-                if raced {
+                if modified_since(&files, build_started) {
                     None
                 } else {
                     TypeDefinitions::of_files(&files).ok()
@@ -355,6 +366,11 @@ impl Session {
     fn display(&self, path: &std::path::Path) -> String {
         path.strip_prefix(&self.plan.workspace_root).unwrap_or(path).display().to_string()
     }
+}
+
+/// Whether any of `files` was modified (or removed) after `instant`.
+fn modified_since(files: &[PathBuf], instant: SystemTime) -> bool {
+    files.iter().any(|f| std::fs::metadata(f).and_then(|m| m.modified()).map_or(true, |t| t > instant))
 }
 
 /// A socket path in a directory only this user can enter (and short enough for the
