@@ -182,6 +182,15 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
             continue;
         }
         let invocation = RustcInvocation::load(&record)?;
+        // Cargo names units of path packages by their path relative to the workspace root:
+        // a copy of the workspace building in the same target dir shares the names. A record
+        // made for another copy must not be replayed here.
+        let recorded_dir = invocation.env.get("CARGO_MANIFEST_DIR").map(PathBuf::from);
+        if recorded_dir.as_deref() != Some(boundary.manifest_dir.as_path()) {
+            stale.push(rlib.clone());
+            stale.push(rlib.with_extension("rmeta"));
+            continue;
+        }
         let dep_info = invocation.dep_info_path().ok_or_else(|| anyhow!("the captured command of `{}` has no --out-dir", boundary.package))?;
         boundaries.push(BoundaryUnit { boundary: boundary.clone(), invocation, rlib: rlib.clone(), dep_info });
     }

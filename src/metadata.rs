@@ -25,6 +25,7 @@ pub struct Boundary {
     pub package: String,
     /// The lib target's crate name (`-` replaced by `_`), as rustc knows it.
     pub crate_name: String,
+    pub manifest_dir: PathBuf,
 }
 
 /// Everything decided before the first build.
@@ -101,19 +102,22 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
     let mut boundaries: Vec<Boundary> = Vec::new();
     for spec in &config.boundaries {
         let package = resolve_boundary(&metadata, spec)?;
-        if package.id == host_package.id {
-            bail!(
-                "the boundary `{}` ({}) is the host package itself. The boundary must be a library that `{}` depends on, \
-                 e.g. move the handlers into crates/handlers and depend on it",
-                spec.value,
-                spec.origin,
-                host.package
-            );
-        }
+        let is_host = package.id == host_package.id;
         let Some(lib) = package.targets.iter().find(|t| t.is_lib() || t.kind.contains(&TargetKind::RLib)) else {
+            if is_host {
+                bail!(
+                    "the boundary `{}` ({}) is the host package itself, which has no library target. \
+                     The boundary is a library the binary uses: move the code to patch into src/lib.rs \
+                     (the binary calls it as `{}::...`) or into its own crate, e.g. crates/handlers",
+                    spec.value,
+                    spec.origin,
+                    host.package.replace('-', "_")
+                );
+            }
             bail!("the boundary `{}` ({}) has no library target; a boundary must be a library crate", package.name, spec.origin);
         };
-        if !host_deps.contains(&package.id) {
+        // The host package's own library (src/lib.rs beside src/main.rs) is a fine boundary.
+        if !is_host && !host_deps.contains(&package.id) {
             bail!(
                 "the boundary `{}` ({}) is not a dependency of `{}`: nothing it compiles ends up in the program.\n\
                  Add it to [dependencies] in {}, or choose a crate the host uses",
@@ -129,6 +133,7 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
         boundaries.push(Boundary {
             package: package.name.to_string(),
             crate_name: lib.name.replace('-', "_"),
+            manifest_dir: manifest_dir(package),
         });
     }
 

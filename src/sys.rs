@@ -39,6 +39,7 @@ pub fn kill_with_parent(command: &mut Command) {
     // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            #[cfg(target_os = "linux")]
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -28,7 +28,7 @@ fn boundary_edits_patch_the_running_process() {
     fixture.edit(HANDLERS, "hello from v1", "hello from v2");
     let body = run.wait_for_response("/", PATCH_WAIT, |b| b.contains("v2"));
     let hits: u64 = body.trim_start_matches("hello from v2 (hits=").trim_end_matches(')').parse().unwrap();
-    assert!(hits >= 3, "the hit counter owned by the host survives the patch (a restart resets it): {body}");
+    assert!(hits >= 3, "the hit counter owned by the host survives the patch (a restart resets it): {body}\n{}", run.log());
     assert_eq!(run.pid(), pid);
     let log = run.wait_for_log("patched `handlers`", mark, PATCH_WAIT);
     assert!(log[mark..].contains("pid") && log[mark..].contains("kept"), "{log}");
@@ -114,4 +114,26 @@ fn edits_outside_the_boundary_or_failing_the_gate_restart() {
     let log = run.wait_for_log("restarted", mark, RESTART_WAIT);
     assert!(log[mark..].contains("struct `Stats` (render.rs) changed"), "{log}");
     run.wait_for_response("/pid", RESTART_WAIT, |pid| pid.trim() != third_pid.to_string());
+}
+
+/// The most common small layout: one package whose `src/lib.rs` is the boundary and whose
+/// `src/main.rs` is the host; a std-only server, references crossing the boundary.
+#[test]
+fn a_single_package_patches_its_own_library() {
+    let fixture = Fixture::copy("single-crate");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    assert!(run.get("/").unwrap().starts_with("single v1 #"));
+
+    fixture.edit("src/lib.rs", "single v1", "single v2");
+    let body = run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("single v2"));
+    let n: u64 = body.trim_start_matches("single v2 #").parse().unwrap();
+    assert!(n >= 3, "the host's counter survives: {body}");
+    assert_eq!(run.pid(), pid);
+
+    let mark = run.log().len();
+    fixture.edit("src/main.rs", "host v1 listening", "host v2 listening");
+    let log = run.wait_for_log("host v2 listening", mark, RESTART_WAIT);
+    assert!(log[mark..].contains("outside the boundary"), "{log}");
+    run.wait_for_response("/pid", RESTART_WAIT, |p| p.trim() != pid.to_string());
 }

@@ -41,6 +41,7 @@ impl Bench<'_> {
 fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     let _lock = support::exclusive_build();
     let fixture = Fixture::copy("axum-app");
+    fixture.touch_all();
     // This file has a single test, so setting the variable races with nothing.
     std::env::set_var("CARGO_TARGET_DIR", support::shared_target_dir());
     let selection = Selection { manifest_path: Some(fixture.path("Cargo.toml")), ..Selection::default() };

@@ -47,7 +47,8 @@ impl Fixture {
         // The fixture names the runtime by a path relative to this repository.
         for manifest in fixture.manifests() {
             let text = std::fs::read_to_string(&manifest).unwrap();
-            let text = text.replace("path = \"../../../../runtime\"", &format!("path = {:?}", runtime_dir().display().to_string()));
+            let runtime = format!("path = {:?}", runtime_dir().display().to_string());
+            let text = text.replace("path = \"../../../../runtime\"", &runtime).replace("path = \"../../runtime\"", &runtime);
             std::fs::write(&manifest, text).unwrap();
         }
         fixture
@@ -75,6 +76,24 @@ impl Fixture {
             }
         }
         out
+    }
+
+    /// Marks every file as modified now. Cargo fingerprints path packages relative to the
+    /// workspace root, so after another copy of the same fixture was built in the shared
+    /// target dir, this copy's older files would look fresh; call it holding the build lock.
+    pub fn touch_all(&self) {
+        let now = std::time::SystemTime::now();
+        let mut stack = vec![self.root().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    std::fs::File::options().write(true).open(&path).unwrap().set_modified(now).unwrap();
+                }
+            }
+        }
     }
 
     pub fn read(&self, relative: &str) -> String {
@@ -121,6 +140,7 @@ pub struct HotRun {
 impl HotRun {
     pub fn start(fixture: &Fixture, args: &[&str]) -> HotRun {
         let lock = exclusive_build();
+        fixture.touch_all();
         let port = free_port();
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("cargo-hot.log");

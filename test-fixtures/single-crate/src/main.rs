@@ -1,0 +1,29 @@
+//! A tiny std-only HTTP server: one thread per connection, `Connection: close`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+fn main() {
+    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("cannot bind");
+    println!("host v1 listening on http://127.0.0.1:{port}");
+    let counter = Arc::new(single_app::Counter(AtomicU64::new(0)));
+    for stream in listener.incoming().flatten() {
+        let counter = counter.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).ok();
+            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = single_app::respond(&path, &counter);
+            let mut stream = stream;
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        });
+    }
+}
