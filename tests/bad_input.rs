@@ -67,3 +67,28 @@ fn unknown_config_keys_warn_and_wrong_types_fail() {
     assert_eq!(code, 1);
     assert!(stderr.contains("`boundary`") && stderr.contains("Cargo.toml"), "{stderr}");
 }
+
+/// `cargo hot ...` (cargo finds cargo-hot on PATH and passes `hot` first) and `cargo-hot run`.
+#[test]
+fn works_as_a_cargo_subcommand_and_standalone() {
+    let fixture = Fixture::copy("axum-app");
+    let bin_dir = std::path::Path::new(CARGO_HOT).parent().unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap()))).unwrap();
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["hot", "run", "--boundary", "crates/nope"])
+        .current_dir(fixture.root())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("crates/nope") && stderr.contains("does not exist"), "{stderr}");
+
+    let output = Command::new(CARGO_HOT).args(["run", "--boundary", "crates/nope"]).current_dir(fixture.root()).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+    let help = Command::new(CARGO_HOT).args(["hot", "run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--boundary", "--package", "--bin", "--features", "--no-default-features", "--release", "--profile", "--manifest-path"] {
+        assert!(help.contains(flag), "`cargo hot run --help` lists {flag}:\n{help}");
+    }
+}
