@@ -52,8 +52,12 @@ fn main() {
     let mut patch_times = Vec::new();
     for i in 1..=edits {
         let (old, new) = next_label(i);
+        let patched_before = run.log().matches("patched `handlers`").count();
         let started = Instant::now();
         fixture.edit(HANDLERS, &old, &new);
+        // Polling HTTP every 2 ms during the compile would steal CPU from rustc on a small
+        // machine; wait on cargo hot's log (a small file read) and then on HTTP.
+        run.wait_for_log_count("patched `handlers`", patched_before + 1, WAIT);
         run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
         patch_times.push(started.elapsed());
     }

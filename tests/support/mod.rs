@@ -181,6 +181,15 @@ impl HotRun {
         }
     }
 
+    /// Waits, reading the log every millisecond, until `needle` occurs `count` times.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.log().matches(needle).count() < count {
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} x{count}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn get(&self, path: &str) -> Result<String, String> {
         http(self.port, "GET", path, "")
     }
