@@ -61,7 +61,10 @@ pub fn link(rlib: &Path, link_record: &LinkRecord, work_dir: &Path, output: &Pat
     if let Some(lld) = link_record.bundled_lld() {
         // lld reads the rlib itself: its metadata member is an object without allocated sections.
         let status = std::process::Command::new(&lld)
-            .args(["-flavor", "gnu", "-shared", "-Bsymbolic", "-o"])
+            // --eh-frame-hdr: without PT_GNU_EH_FRAME the unwinder cannot find the patch's
+            // unwind tables, and a panic in patched code would abort the whole server.
+            // (cc passes it to the linker itself.)
+            .args(["-flavor", "gnu", "-shared", "-Bsymbolic", "--eh-frame-hdr", "-z", "now", "-z", "noexecstack", "-o"])
             .arg(output)
             .arg("--whole-archive")
             .arg(rlib)

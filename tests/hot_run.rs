@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use support::{Fixture, HotRun};
 
+
 const HANDLERS: &str = "crates/handlers/src/lib.rs";
 const SHARED: &str = "crates/shared/src/lib.rs";
 const PATCH_WAIT: Duration = Duration::from_secs(120);
@@ -71,6 +72,16 @@ fn boundary_edits_patch_the_running_process() {
     fixture.edit(HANDLERS, "format!(\"v4 hits=\" + ", "format!(\"v4 hits=");
     run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("v4"));
     assert_eq!(run.pid(), pid, "every edit so far was a patch");
+
+    // 5. A panic in patched code unwinds like any other (the connection's task ends, the
+    //    server lives on): the patch carries its unwind tables.
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "format!(\"handlers v1, {}\", shared::banner())", "panic!(\"boom from a patch\")");
+    run.wait_for_log_count_after("patched `handlers`", 1, mark);
+    let failed = run.get("/version");
+    assert!(failed.is_err(), "the panicking handler gives no response: {failed:?}");
+    assert_eq!(run.pid(), pid, "the server survives a panic in patched code:\n{}", run.log());
+    assert!(run.get("/").unwrap().starts_with("v4"));
 
     let status = run.interrupt();
     assert_eq!(status.code(), Some(130), "Ctrl-C ends cargo hot with the conventional status");

@@ -190,6 +190,15 @@ impl HotRun {
         }
     }
 
+    /// Waits until `needle` occurs `count` times in the log after byte offset `after`.
+    pub fn wait_for_log_count_after(&self, needle: &str, count: usize, after: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.log().get(after..).map_or(0, |tail| tail.matches(needle).count()) < count {
+            assert!(Instant::now() < deadline, "timed out waiting for {needle:?} after offset {after}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn get(&self, path: &str) -> Result<String, String> {
         http(self.port, "GET", path, "")
     }
