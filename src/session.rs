@@ -11,12 +11,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hot::protocol::ReloadOutcome;
 
-use crate::abi::{self, HostImage, TypeDefinitions};
+use crate::abi::{self, HostImage, LoadedDefinitions, SourceSnapshot, TypeDefinitions};
 use crate::build::{self, BuildOutcome, HostBuild};
 use crate::classify::{self, DependencyTree};
 use crate::cli::RunArgs;
@@ -50,7 +50,18 @@ struct Active {
     /// Every version of the type definitions of each boundary loaded in the program (the
     /// host build's, then each applied patch's); None when an edit raced the build (then
     /// the next boundary edit restarts, to be safe).
-    types: Vec<Option<TypeDefinitions>>,
+    types: Vec<Option<LoadedDefinitions>>,
+}
+
+/// What failed last, so that the next change retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// A full build failed: dependencies may have changed on disk, so no patch is safe
+    /// until a build succeeds. Every change rebuilds.
+    Build,
+    /// The boundary with this index did not compile: any change in its package retries it
+    /// (the fix may be a file no crate compiled yet, such as a missing module).
+    Compile(usize),
 }
 
 struct Session {
@@ -62,6 +73,7 @@ struct Session {
     active: Option<Active>,
     program: Option<RunningProgram>,
     patches: u64,
+    failure: Option<Failure>,
 }
 
 impl Session {
@@ -84,7 +96,7 @@ impl Session {
                 }
             }
         })?;
-        Ok(Session { plan, program_args, wake, watcher, ipc, active: None, program: None, patches: 0 })
+        Ok(Session { plan, program_args, wake, watcher, ipc, active: None, program: None, patches: 0, failure: None })
     }
 
     fn run(&mut self) -> Result<ExitCode> {
@@ -95,7 +107,9 @@ impl Session {
             boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
             self.watcher.len()
         ));
-        self.rebuild_and_restart(None)?;
+        if let Err(err) = self.rebuild_and_restart(None) {
+            self.report_error(err);
+        }
         loop {
             match self.wake.recv_timeout(Duration::from_millis(200)) {
                 Ok(Wake::Signal(signal)) => return Ok(self.shutdown(signal)),
@@ -106,7 +120,9 @@ impl Session {
                         Err(signal) => return Ok(self.shutdown(signal)),
                     };
                     self.watcher.follow_new_directories(&paths);
-                    self.handle_changes(paths)?;
+                    if let Err(err) = self.handle_changes(paths) {
+                        self.report_error(err);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => self.check_program(),
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
@@ -132,17 +148,25 @@ impl Session {
     }
 
     fn handle_changes(&mut self, paths: Vec<PathBuf>) -> Result<()> {
-        let Some(active) = &self.active else {
-            // No good build yet: any change that is not build output is worth a try.
-            let relevant: Vec<&PathBuf> =
-                paths.iter().filter(|p| !crate::watch::is_excluded(p, std::slice::from_ref(&self.plan.target_dir))).collect();
+        let excluded = std::slice::from_ref(&self.plan.target_dir);
+        let relevant: Vec<&PathBuf> = paths.iter().filter(|p| !crate::watch::is_excluded(p, excluded)).collect();
+        let Some(active) = self.active.as_ref().filter(|_| self.failure != Some(Failure::Build)) else {
+            // No good build to patch: any change that is not build output is worth a build.
             if let Some(path) = relevant.first() {
-                ui::info(format!("{} changed: building again", self.display(path)));
+                ui::info(format!("{} changed → build", self.display(path)));
                 self.rebuild_and_restart(None)?;
             }
             return Ok(());
         };
-        match classify::plan_burst(&active.tree, &paths) {
+        let mut plan = classify::plan_burst(&active.tree, &paths);
+        if let (classify::Plan::Nothing { .. }, Some(Failure::Compile(index))) = (&plan, self.failure) {
+            let package_dir = &self.plan.boundaries[index].manifest_dir;
+            let retry: Vec<PathBuf> = relevant.iter().filter(|p| p.starts_with(package_dir)).map(|p| (*p).clone()).collect();
+            if !retry.is_empty() {
+                plan = classify::Plan::Patch { boundaries: vec![index], paths: retry };
+            }
+        }
+        match plan {
             classify::Plan::Restart { path, reason } => {
                 ui::info(format!("{} changed → restart ({reason})", self.display(&path)));
                 self.rebuild_and_restart(Some(reason))?;
@@ -166,6 +190,12 @@ impl Session {
         Ok(())
     }
 
+    /// An error that ends this attempt but not the session: the program keeps running.
+    fn report_error(&self, err: anyhow::Error) {
+        let still = if self.program.is_some() { "the program keeps running" } else { "nothing is running" };
+        ui::error(format!("{err:#}\n      {still}; cargo hot tries again on the next change"));
+    }
+
     /// Recompiles boundary `index` and patches it in. Returns false when it fell back to a
     /// restart or stopped on a compile error (later boundaries of the burst are then moot).
     fn patch(&mut self, index: usize) -> Result<bool> {
@@ -176,8 +206,7 @@ impl Session {
 
         // The boundary's type definitions are read while rustc compiles the same files.
         let files = active.tree.boundary_files(index);
-        let compile_started = SystemTime::now();
-        let (compiled, current) = std::thread::scope(|scope| {
+        let (compiled, parsed) = std::thread::scope(|scope| {
             let types = scope.spawn(|| TypeDefinitions::of_files(&files));
             let compiled = patch::compile(&unit);
             (compiled, types.join().expect("parsing type definitions does not panic"))
@@ -185,30 +214,42 @@ impl Session {
         let compiled = compiled?;
         ui::diagnostics(&compiled.diagnostics);
         if !compiled.success {
+            self.failure = Some(Failure::Compile(index));
             ui::error(format!(
                 "`{name}` does not compile; the program keeps running the last good code. Fix the error and save again"
             ));
             return Ok(false);
         }
-        let files = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd).unwrap_or(files);
-        if modified_since(&files, compile_started) {
-            // rustc and the type check may have seen different versions; the edit that
-            // raced is queued and its own burst will patch it.
-            ui::info(format!("`{name}` changed while compiling; waiting for that change"));
-            return Ok(false);
-        }
-        active.tree.update_boundary(index, files);
+        let new_files = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
+        let parsed = if sorted(&new_files) == sorted(&files) {
+            parsed
+        } else {
+            // A module was added or removed: read the crate's files as rustc just listed them.
+            TypeDefinitions::of_files(&new_files)
+        };
+        let current = match parsed {
+            Ok((definitions, snapshot)) if snapshot.unchanged() => definitions,
+            Ok(_) => {
+                // rustc and the type check may have seen different contents; the edit that
+                // raced is queued, and its own burst will patch it.
+                self.failure = Some(Failure::Compile(index));
+                ui::info(format!("`{name}` changed while compiling; waiting for that change"));
+                return Ok(false);
+            }
+            Err(err) => return self.fall_back(&format!("cannot read the type definitions of `{name}`: {err:#}")).map(|_| false),
+        };
+        let active = self.active.as_mut().expect("patch needs a build");
+        active.tree.update_boundary(index, new_files);
 
-        // The type definitions the running program was built with must still hold.
-        let type_change = match (&active.types[index], &current) {
-            (Some(built), Ok(now)) => built.first_difference(now),
-            (None, _) => Some("the boundary changed while the program was being built".to_string()),
-            (_, Err(err)) => Some(format!("cannot read the boundary's type definitions: {err:#}")),
+        // No type definition that the running program has loaded may change.
+        let type_change = match &active.types[index] {
+            Some(loaded) => loaded.first_difference(&current),
+            None => Some("the boundary changed while the program was being built".to_string()),
         };
         if let Some(reason) = type_change {
             return self.fall_back(&format!("{reason} in `{name}`")).map(|_| false);
         }
-        let current = current.expect("an error is a type change above");
+        self.failure = None;
 
         self.patches += 1;
         let patch_dir = self.plan.session_dir().join("patches").join(std::process::id().to_string());
@@ -219,9 +260,10 @@ impl Session {
             Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
         };
         let checked = Instant::now();
-        let approved = match abi::check_file(&active.image, &unit.boundary.crate_name, &patch_path)? {
-            Ok(approved) => approved,
-            Err(rejection) => return self.fall_back(&rejection.0).map(|_| false),
+        let approved = match abi::check_file(&active.image, &unit.boundary.crate_name, &patch_path) {
+            Ok(Ok(approved)) => approved,
+            Ok(Err(rejection)) => return self.fall_back(&rejection.0).map(|_| false),
+            Err(err) => return self.fall_back(&format!("cannot check the patch: {err:#}")).map(|_| false),
         };
         let check_time = checked.elapsed();
 
@@ -260,9 +302,13 @@ impl Session {
     /// Full build, then stop the old program and start the new one. A failed build keeps
     /// the old program running.
     fn rebuild_and_restart(&mut self, reason: Option<String>) -> Result<()> {
-        let build_started = SystemTime::now();
         ui::info(format!("building `{}`…", self.plan.host.bin));
         let tool = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+        // What the boundaries' sources were when cargo started: if they differ afterwards,
+        // the built program may hold other type definitions than the files now say.
+        let before: Vec<SourceSnapshot> =
+            self.plan.boundaries.iter().map(|b| SourceSnapshot::of_dir(&b.manifest_dir, &self.plan.target_dir)).collect();
+        self.failure = Some(Failure::Build);
         let build = match build::build_host(&self.plan, &tool)? {
             BuildOutcome::Built(build) => *build,
             BuildOutcome::Failed => {
@@ -277,16 +323,20 @@ impl Session {
         };
         let image = HostImage::read(&build.executable)?;
         let tree = DependencyTree::load(&build, &self.plan.workspace_root, &self.plan.host.bin, vec![self.plan.target_dir.clone()])?;
-        let types = (0..build.boundaries.len())
-            .map(|index| {
-                let files = tree.boundary_files(index);
-                if modified_since(&files, build_started) {
-                    None
-                } else {
-                    TypeDefinitions::of_files(&files).ok()
+        let types = build
+            .boundaries
+            .iter()
+            .enumerate()
+            .map(|(index, unit)| {
+                let position = self.plan.boundaries.iter().position(|b| b.package == unit.boundary.package)?;
+                let after = SourceSnapshot::of_dir(&self.plan.boundaries[position].manifest_dir, &self.plan.target_dir);
+                if after != before[position] {
+                    return None;
                 }
+                TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(definitions, _)| LoadedDefinitions::new(definitions))
             })
             .collect();
+        self.failure = None;
         for unit in &build.boundaries {
             if !unit.invocation.debug_assertions() {
                 ui::warn(format!(
@@ -344,6 +394,8 @@ impl Session {
         let Some(program) = &mut self.program else { return };
         if let Some(status) = program.try_exit() {
             let pid = program.pid();
+            // Whatever the program started (workers, a shell's children) goes with it.
+            crate::sys::signal_group(pid, libc::SIGKILL);
             self.program = None;
             self.ipc.disconnect();
             ui::error(format!(
@@ -368,9 +420,10 @@ impl Session {
     }
 }
 
-/// Whether any of `files` was modified (or removed) after `instant`.
-fn modified_since(files: &[PathBuf], instant: SystemTime) -> bool {
-    files.iter().any(|f| std::fs::metadata(f).and_then(|m| m.modified()).map_or(true, |t| t > instant))
+fn sorted(files: &[PathBuf]) -> Vec<&PathBuf> {
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    sorted
 }
 
 /// A socket path in a directory only this user can enter (and short enough for the

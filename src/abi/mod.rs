@@ -20,7 +20,7 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use elf::ElfSymbols;
-pub use source::TypeDefinitions;
+pub use source::{LoadedDefinitions, SourceSnapshot, TypeDefinitions};
 
 /// What the gate knows about the running host binary. Read once per host build.
 #[derive(Debug, Clone)]
