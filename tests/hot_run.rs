@@ -73,6 +73,17 @@ fn boundary_edits_patch_the_running_process() {
     run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("v4"));
     assert_eq!(run.pid(), pid, "every edit so far was a patch");
 
+    // A module declared before its file exists: the compile fails, and creating the file
+    // (which no crate compiled yet) retries it.
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "mod render;", "mod render;\nmod extra;");
+    fixture.edit(HANDLERS, "format!(\"v4 hits=", "format!(\"{} v4 hits=");
+    fixture.edit(HANDLERS, "\", spawned.await.unwrap()", "\", extra::word(), spawned.await.unwrap()");
+    run.wait_for_log("does not compile", mark, PATCH_WAIT);
+    std::fs::write(fixture.path("crates/handlers/src/extra.rs"), "pub fn word() -> &'static str {\n    \"extra\"\n}\n").unwrap();
+    run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("extra v4"));
+    assert_eq!(run.pid(), pid);
+
     // 5. A panic in patched code unwinds like any other (the connection's task ends, the
     //    server lives on): the patch carries its unwind tables.
     let mark = run.log().len();
@@ -81,7 +92,7 @@ fn boundary_edits_patch_the_running_process() {
     let failed = run.get("/version");
     assert!(failed.is_err(), "the panicking handler gives no response: {failed:?}");
     assert_eq!(run.pid(), pid, "the server survives a panic in patched code:\n{}", run.log());
-    assert!(run.get("/").unwrap().starts_with("v4"));
+    assert!(run.get("/").unwrap().starts_with("extra v4"));
 
     let status = run.interrupt();
     assert_eq!(status.code(), Some(130), "Ctrl-C ends cargo hot with the conventional status");
