@@ -204,7 +204,7 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         return Ok(Assembled::Stale(stale));
     }
 
-    let local_units = artifacts
+    let local_units: Vec<LocalUnit> = artifacts
         .local_libs
         .into_iter()
         .filter(|(package, _, _)| !plan.boundaries.iter().any(|b| b.package == *package))
@@ -214,6 +214,17 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         })
         .collect();
     let host_dep_info = artifacts.executable.with_extension("d");
+    // The bin crate's own files (main.rs and its modules), from its captured command.
+    let host_unit = link
+        .as_ref()
+        .and_then(|l| l.output.as_deref())
+        .and_then(|out| out.file_name())
+        .and_then(|key| RustcInvocation::load(&RustcInvocation::record_path(&capture, &key.to_string_lossy())).ok())
+        .and_then(|invocation| Some((invocation.dep_info_path()?, invocation.cwd)));
+    let mut local_units = local_units;
+    if let Some((dep_info, cwd)) = host_unit {
+        local_units.push(LocalUnit { package: format!("{} (the host binary)", plan.host.bin), dep_info, manifest_dir: cwd });
+    }
     Ok(Assembled::Ready(HostBuild {
         executable: artifacts.executable,
         host_dep_info,

@@ -128,7 +128,8 @@ pub fn run_linker() -> ExitCode {
 fn link() -> Result<ExitCode> {
     let driver = std::env::var(REAL_LINKER_ENV)?;
     let mut args = Vec::new();
-    for arg in std::env::args().skip(1) {
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.into_string().map_err(|arg| anyhow::anyhow!("a linker argument is not UTF-8: {arg:?}"))?;
         match arg.strip_prefix('@') {
             Some(file) => args.extend(read_response_file(Path::new(file))?),
             None => args.push(arg),
@@ -150,6 +151,8 @@ fn link() -> Result<ExitCode> {
 pub fn run_with_response_file(driver: &str, args: &[String]) -> Result<std::process::ExitStatus> {
     let total: usize = args.iter().map(|a| a.len() + 1).sum();
     let mut command = Command::new(driver);
+    // The real linker (or anything it runs) must not mistake itself for cargo-hot's roles.
+    command.env_remove(REAL_LINKER_ENV).env_remove(LINK_RECORD_ENV).env_remove(crate::capture::CAPTURE_DIR_ENV);
     let _response_dir;
     if total > 64 * 1024 {
         let dir = tempfile_dir()?;

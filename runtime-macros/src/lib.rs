@@ -85,13 +85,21 @@ fn check_supported(func: &ItemFn) -> syn::Result<()> {
         return Err(syn::Error::new(
             sig.generics.span(),
             "#[hot::export] cannot patch a generic function: its code is instantiated inside each caller's crate, \
-             outside the boundary. Export a non-generic function with concrete types (elided lifetimes such as `&str` are fine)",
+             outside the boundary. Export a non-generic function with concrete types. Lifetimes must be elided \
+             (`&str`, `&mut Transaction<'_, Postgres>`), not named",
         ));
     }
     if let Some(receiver) = sig.receiver() {
         return Err(syn::Error::new(
             receiver.span(),
             "#[hot::export] cannot patch a method that takes `self`: export a free function that takes the value as an ordinary argument",
+        ));
+    }
+    if mentions_self(func) {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            "#[hot::export] goes on free functions, not on associated functions (this one uses `Self`): \
+             export a free function and call it from the impl block",
         ));
     }
     if let Some(constness) = &sig.constness {
@@ -138,6 +146,25 @@ fn check_supported(func: &ItemFn) -> syn::Result<()> {
     Ok(())
 }
 
+/// Whether `Self` appears outside nested `impl` and `trait` items: the function is then an
+/// associated function, which the generated nested items could not name.
+fn mentions_self(func: &ItemFn) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if path.segments.first().is_some_and(|s| s.ident == "Self") {
+                self.0 = true;
+            }
+            syn::visit::visit_path(self, path);
+        }
+        fn visit_item_impl(&mut self, _: &'ast syn::ItemImpl) {}
+        fn visit_item_trait(&mut self, _: &'ast syn::ItemTrait) {}
+    }
+    let mut finder = Finder(false);
+    syn::visit::visit_item_fn(&mut finder, func);
+    finder.0
+}
+
 fn contains_impl_trait(ty: &Type) -> bool {
     struct Finder(bool);
     impl<'ast> syn::visit::Visit<'ast> for Finder {
@@ -150,26 +177,53 @@ fn contains_impl_trait(ty: &Type) -> bool {
     finder.0
 }
 
-/// Gives every elided lifetime of a type the one named lifetime `'__hot`, so that a boxed
-/// future can say how long it borrows its arguments.
+/// Names the elided lifetimes of argument types so that a boxed future can say how long it
+/// borrows its arguments: outside any reference they become `'__hot`, the future's bound;
+/// inside a referent each gets its own name (`&mut Transaction<'_, Postgres>` becomes
+/// `&'__hot mut Transaction<'__hot1, Postgres>`: `&mut` is invariant, so one shared name
+/// would not type-check), and the reference's well-formedness implies it outlives `'__hot`.
 struct NameElidedLifetimes {
     lifetime: Lifetime,
     found: bool,
+    /// How many references we are inside.
+    depth: usize,
+    fresh: Vec<Lifetime>,
+}
+
+impl NameElidedLifetimes {
+    fn new() -> Self {
+        NameElidedLifetimes { lifetime: Lifetime::new("'__hot", Span::call_site()), found: false, depth: 0, fresh: Vec::new() }
+    }
+
+    fn name(&mut self) -> Lifetime {
+        self.found = true;
+        if self.depth == 0 {
+            return self.lifetime.clone();
+        }
+        let fresh = Lifetime::new(&format!("'__hot{}", self.fresh.len() + 1), Span::call_site());
+        self.fresh.push(fresh.clone());
+        fresh
+    }
+
+    /// `'__hot` and the fresh names, for generics and `for<>` binders.
+    fn all(&self) -> Vec<Lifetime> {
+        std::iter::once(self.lifetime.clone()).chain(self.fresh.iter().cloned()).collect()
+    }
 }
 
 impl VisitMut for NameElidedLifetimes {
     fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
         if reference.lifetime.is_none() {
-            reference.lifetime = Some(self.lifetime.clone());
-            self.found = true;
+            reference.lifetime = Some(self.name());
         }
-        syn::visit_mut::visit_type_reference_mut(self, reference);
+        self.depth += 1;
+        self.visit_type_mut(&mut reference.elem);
+        self.depth -= 1;
     }
 
     fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
         if lifetime.ident == "_" {
-            *lifetime = self.lifetime.clone();
-            self.found = true;
+            *lifetime = self.name();
         }
     }
 
@@ -194,12 +248,20 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
     let is_async = sig.asyncness.is_some();
 
     let mut arg_types: Vec<Type> = Vec::new();
+    let mut arg_patterns = Vec::new();
+    // The wrapper keeps plain parameter names (attributes such as
+    // `#[tracing::instrument(skip(state))]` name them); other patterns get a generated name.
     let mut arg_names = Vec::new();
     for (index, input) in sig.inputs.iter().enumerate() {
         let FnArg::Typed(arg) = input else { unreachable!("receivers are rejected above") };
         arg_types.push((*arg.ty).clone());
-        arg_names.push(format_ident!("__hot_arg{}", index));
+        arg_patterns.push((*arg.pat).clone());
+        arg_names.push(match &*arg.pat {
+            syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => ident.ident.clone(),
+            _ => format_ident!("__hot_arg{}", index),
+        });
     }
+    let entry_arg_names: Vec<syn::Ident> = (0..arg_types.len()).map(|i| format_ident!("__hot_arg{}", i)).collect();
     let output_type: Type = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -221,32 +283,35 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
     // The entry keeps the user's own parameter patterns (`State(s): State<App>`).
     let entry_inputs: Vec<&FnArg> = sig.inputs.iter().collect();
     let (entry_generics, entry_inputs_tokens, entry_output, fn_ptr_type, entry_body) = if is_async {
-        let hot_lifetime = Lifetime::new("'__hot", Span::call_site());
-        let mut namer = NameElidedLifetimes { lifetime: hot_lifetime.clone(), found: false };
-        let mut inputs: Vec<FnArg> = entry_inputs.iter().map(|i| (*i).clone()).collect();
-        for input in &mut inputs {
-            namer.visit_fn_arg_mut(input);
-        }
+        let mut namer = NameElidedLifetimes::new();
         let mut rewritten_types = arg_types.clone();
         for ty in &mut rewritten_types {
             namer.visit_type_mut(ty);
         }
+        // Elided lifetimes of the result borrow from the arguments: `'__hot` covers them all.
         let mut output = output_type.clone();
-        namer.visit_type_mut(&mut output);
-        let borrows = namer.found;
+        let mut output_namer = NameElidedLifetimes::new();
+        output_namer.visit_type_mut(&mut output);
+        let borrows = namer.found || output_namer.found;
         let send = if options.local { quote!() } else { quote!(+ ::core::marker::Send) };
         let bound = if borrows { quote!(+ '__hot) } else { quote!(+ 'static) };
         let future = quote!(::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = #output> #send #bound>>);
-        let generics = if borrows { quote!(<'__hot>) } else { quote!() };
-        let binder = if borrows { quote!(for<'__hot>) } else { quote!() };
+        let lifetimes = namer.all();
+        let generics = if borrows { quote!(<#(#lifetimes),*>) } else { quote!() };
+        let binder = if borrows { quote!(for<#(#lifetimes),*>) } else { quote!() };
         let fn_ptr = quote!(#binder fn(#(#rewritten_types),*) -> #future);
+        // Like an `async fn`, the future owns every argument until it completes, even those
+        // bound to `_` (a semaphore permit, a guard), and then binds the user's patterns.
         let body = quote!({
             ::std::boxed::Box::pin(async move {
+                #(let #entry_arg_names = #entry_arg_names;)*
+                #(let #arg_patterns = #entry_arg_names;)*
                 let __hot_output: #output = #block;
                 #[allow(unreachable_code)]
                 __hot_output
             })
         });
+        let inputs = entry_arg_names.iter().zip(&rewritten_types).map(|(n, t)| quote!(#n: #t));
         (generics, quote!(#(#inputs),*), future, fn_ptr, body)
     } else {
         let fn_ptr = quote!(fn(#(#arg_types),*) -> #output_type);
@@ -263,6 +328,10 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         quote!(__hot_fn(#(#arg_names),*))
     };
     let wrapper_inputs = arg_names.iter().zip(&arg_types).map(|(n, t)| quote!(#n: #t));
+    // Lint levels the user set apply to the body, which lives in the entry.
+    let lint_attrs = attrs.iter().filter(|a| {
+        ["allow", "warn", "deny", "forbid", "expect"].iter().any(|lint| a.path().is_ident(lint))
+    });
     let asyncness = &sig.asyncness;
     let output = &sig.output;
 
@@ -276,6 +345,7 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
             #[unsafe(export_name = #entry_name)]
             #[inline(never)]
             #[allow(clippy::needless_lifetimes, clippy::unused_async)]
+            #(#lint_attrs)*
             fn __hot_entry #entry_generics (#entry_inputs_tokens) -> #entry_output #entry_body
 
             #[unsafe(export_name = #slot_name)]
@@ -321,6 +391,8 @@ mod tests {
         assert!(impl_ret.contains("impl Trait"), "{impl_ret}");
         let konst = expand_str("", "const fn f() {}").unwrap_err();
         assert!(konst.contains("const fn"), "{konst}");
+        let associated = expand_str("", "pub fn new() -> Self { Self }").unwrap_err();
+        assert!(associated.contains("free functions"), "{associated}");
         let option = expand_str("fast", "fn f() {}").unwrap_err();
         assert!(option.contains("unknown option"), "{option}");
     }
