@@ -171,6 +171,13 @@ fn prepare(rustc: &Path, raw_args: &[OsString]) -> Result<Command> {
     }
     if let (true, Some(key)) = (is_host, unit_key) {
         let (args, user_linker) = crate::linker::take_linker_option(args);
+        if let Some(linker) = user_linker.as_deref().filter(|l| !crate::linker::is_compiler_driver(l)) {
+            anyhow::bail!(
+                "the host is linked with `{linker}`, a bare linker; cargo hot links through a C compiler driver \
+                 (cc, gcc, clang). Configure `linker = \"clang\"` (or cc) with `-C link-arg=-fuse-ld={}` instead",
+                Path::new(linker).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            );
+        }
         let self_exe = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
         command.args(args).arg("-C").arg(format!("linker={}", self_exe.display()));
         command.env(crate::linker::REAL_LINKER_ENV, user_linker.unwrap_or_else(|| "cc".to_string()));

@@ -99,6 +99,14 @@ pub fn take_linker_option(args: Vec<String>) -> (Vec<String>, Option<String>) {
     (kept, linker)
 }
 
+/// Whether a configured linker is a C compiler driver (which takes `-Wl,` options), as
+/// opposed to a bare linker such as `ld.lld`, `mold` or `rust-lld`.
+pub fn is_compiler_driver(linker: &str) -> bool {
+    let name = Path::new(linker).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bare = ["ld", "lld", "rust-lld", "mold", "gold", "wild"];
+    !(bare.contains(&name.as_str()) || name.starts_with("ld.") || name.ends_with("-ld") || name.contains("-ld."))
+}
+
 /// Rewrites rustc's linker arguments for a patchable host.
 pub fn host_link_args(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len() + 64);
@@ -247,6 +255,16 @@ mod tests {
         assert_eq!(kept, strings(&["-C", "opt-level=0"]));
         assert_eq!(take_linker_option(strings(&["-Clinker=gcc"])).1.as_deref(), Some("gcc"));
         assert_eq!(take_linker_option(strings(&["--codegen=linker=x"])).1.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn compiler_drivers_and_bare_linkers_are_told_apart() {
+        for driver in ["cc", "gcc", "clang", "/usr/bin/clang-18", "x86_64-linux-gnu-gcc", "zig-cc"] {
+            assert!(is_compiler_driver(driver), "{driver}");
+        }
+        for bare in ["ld", "ld.lld", "/usr/bin/ld.mold", "mold", "rust-lld", "x86_64-linux-gnu-ld", "x86_64-linux-gnu-ld.bfd"] {
+            assert!(!is_compiler_driver(bare), "{bare}");
+        }
     }
 
     #[test]
