@@ -1,5 +1,15 @@
 //! What an edit means: patch, restart or nothing. Decided from what rustc actually compiled
 //! (dep-info files), never from directory names, and always with a reason.
+//!
+//! The rules, first match wins:
+//! 1. the target directory and `.git` → ignored;
+//! 2. `ignore` patterns → ignored;
+//! 3. `restart` patterns, `watch` entries and the `env-file` → restart;
+//! 4. manifests, the lock file, build scripts, `.env`, cargo's and rustup's configuration → restart;
+//! 5. a file only one boundary compiles → patch that boundary, unless another boundary
+//!    depends on it (that boundary's compiled code calls the old functions directly) → restart;
+//! 6. a file any other crate of the host compiles → restart;
+//! 7. anything else (git-ignored or not) → ignored: no crate compiles it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -7,7 +17,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::build::HostBuild;
+use crate::config::PathRule;
 use crate::depinfo;
+use crate::metadata::Plan as HostPlan;
 
 /// The effect of a change to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,11 +52,40 @@ const RESTART_FILES: &[(&str, &str)] = &[
     ("rust-toolchain", "the toolchain file changed"),
 ];
 
+/// The rules that do not come from the compiler: configuration and git.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub restart: Vec<PathRule>,
+    pub ignore: Vec<PathRule>,
+    pub watch: Vec<PathRule>,
+    pub env_file: Option<PathBuf>,
+    pub gitignore: Option<ignore::gitignore::Gitignore>,
+}
+
+impl Rules {
+    pub fn from_plan(plan: &HostPlan) -> Self {
+        let gitignore = {
+            let (gitignore, _) = ignore::gitignore::Gitignore::new(plan.workspace_root.join(".gitignore"));
+            (!gitignore.is_empty()).then_some(gitignore)
+        };
+        Rules {
+            restart: plan.config.restart.clone(),
+            ignore: plan.config.ignore.clone(),
+            watch: plan.config.watch.clone(),
+            env_file: plan.config.env_file.clone(),
+            gitignore,
+        }
+    }
+}
+
 /// Which crate compiles which file, for one host build.
 #[derive(Debug, Clone, Default)]
 pub struct DependencyTree {
     /// (package name, files) of each boundary, in plan order.
     pub boundaries: Vec<(String, HashSet<PathBuf>)>,
+    /// For each boundary, the other boundaries that depend on it.
+    pub dependents: Vec<Vec<String>>,
+    pub rules: Rules,
     /// (package name, files) of every other local library.
     pub others: Vec<(String, HashSet<PathBuf>)>,
     /// Every file of every crate of the host, the host's own included.
@@ -54,11 +95,18 @@ pub struct DependencyTree {
 }
 
 impl DependencyTree {
-    pub fn load(build: &HostBuild, workspace_root: &Path, host: &str, excluded: Vec<PathBuf>) -> Result<Self> {
-        let mut tree = DependencyTree { host: host.to_string(), excluded, ..Default::default() };
+    pub fn load(build: &HostBuild, plan: &HostPlan) -> Result<Self> {
+        let workspace_root = plan.workspace_root.as_path();
+        let mut tree = DependencyTree {
+            host: plan.host.bin.clone(),
+            excluded: vec![plan.target_dir.clone()],
+            rules: Rules::from_plan(plan),
+            ..Default::default()
+        };
         for unit in &build.boundaries {
             let files = depinfo::read(&unit.dep_info, &unit.invocation.cwd)?;
             tree.boundaries.push((unit.boundary.package.clone(), files.into_iter().collect()));
+            tree.dependents.push(unit.boundary.dependents.clone());
         }
         for unit in &build.local_units {
             // cargo runs rustc from the workspace root for members, from the package root otherwise.
@@ -95,6 +143,19 @@ impl DependencyTree {
         if path.components().any(|c| c.as_os_str() == ".git") {
             return Decision::new(Action::Ignore, "git metadata");
         }
+        let rules = &self.rules;
+        if let Some(rule) = rules.ignore.iter().find(|r| r.matches(path)) {
+            return Decision::new(Action::Ignore, format!("matches ignore pattern `{}` of {}", rule.pattern, rule.origin));
+        }
+        if let Some(rule) = rules.restart.iter().find(|r| r.matches(path)) {
+            return Decision::new(Action::Restart, format!("matches restart pattern `{}` of {}", rule.pattern, rule.origin));
+        }
+        if let Some(rule) = rules.watch.iter().find(|r| r.matches(path)) {
+            return Decision::new(Action::Restart, format!("a watched file (`{}` of {})", rule.pattern, rule.origin));
+        }
+        if rules.env_file.as_deref() == Some(path) {
+            return Decision::new(Action::Restart, "the env-file changed");
+        }
         if let Some(reason) = restart_by_name(path) {
             return Decision::new(Action::Restart, reason);
         }
@@ -103,9 +164,16 @@ impl DependencyTree {
         let in_others: Vec<&str> =
             self.others.iter().filter(|(_, files)| files.contains(path)).map(|(name, _)| name.as_str()).collect();
         match (in_boundaries.as_slice(), in_others.first()) {
-            ([index], None) => {
-                Decision::new(Action::Patch(*index), format!("compiled only by the boundary `{}`", self.boundaries[*index].0))
-            }
+            ([index], None) => match self.dependents.get(*index).and_then(|d| d.first()) {
+                Some(dependent) => Decision::new(
+                    Action::Restart,
+                    format!(
+                        "compiled by the boundary `{}`, which the boundary `{dependent}` depends on: its compiled code calls the old functions directly",
+                        self.boundaries[*index].0
+                    ),
+                ),
+                None => Decision::new(Action::Patch(*index), format!("compiled only by the boundary `{}`", self.boundaries[*index].0)),
+            },
             ([first, second, ..], _) => Decision::new(
                 Action::Restart,
                 format!("compiled by two boundaries, `{}` and `{}`", self.boundaries[*first].0, self.boundaries[*second].0),
@@ -118,7 +186,14 @@ impl DependencyTree {
             ([], None) if self.all.contains(path) => {
                 Decision::new(Action::Restart, format!("compiled into `{}`, outside the boundary", self.host))
             }
-            ([], None) => Decision::new(Action::Ignore, format!("no crate of `{}` compiles it", self.host)),
+            ([], None) => {
+                let git_ignored = rules
+                    .gitignore
+                    .as_ref()
+                    .is_some_and(|g| g.matched_path_or_any_parents(path, path.is_dir()).is_ignore());
+                let why = if git_ignored { "git ignores it, and " } else { "" };
+                Decision::new(Action::Ignore, format!("{why}no crate of `{}` compiles it", self.host))
+            }
         }
     }
 }
@@ -178,7 +253,11 @@ mod tests {
         for (_, files) in boundaries.iter().chain(&others) {
             all.extend(files.iter().cloned());
         }
-        DependencyTree { boundaries, others, all, host: "server".into(), excluded: vec!["/ws/target".into()] }
+        let restart = vec![PathRule::for_tests("templates/**", "/ws")];
+        let ignore = vec![PathRule::for_tests("**/*.md", "/ws")];
+        let watch = vec![PathRule::for_tests("migrations", "/ws")];
+        let rules = Rules { restart, ignore, watch, env_file: Some("/ws/dev.env".into()), gitignore: None };
+        DependencyTree { boundaries, dependents: vec![vec![]], rules, others, all, host: "server".into(), excluded: vec!["/ws/target".into()] }
     }
 
     fn action(path: &str) -> Action {
@@ -210,8 +289,27 @@ mod tests {
     }
 
     #[test]
+    fn configured_rules_come_before_the_compiler() {
+        assert_eq!(action("/ws/templates/a/index.html"), Action::Restart);
+        assert_eq!(action("/ws/migrations/001_init.sql"), Action::Restart);
+        assert_eq!(action("/ws/dev.env"), Action::Restart);
+        let ignored = tree().classify(Path::new("/ws/h/src/NOTES.md"));
+        assert_eq!(ignored.action, Action::Ignore);
+        assert!(ignored.reason.contains("`**/*.md`"), "{}", ignored.reason);
+    }
+
+    #[test]
+    fn a_boundary_another_boundary_depends_on_restarts() {
+        let mut t = tree();
+        t.dependents = vec![vec!["jobs".to_string()]];
+        let decision = t.classify(Path::new("/ws/h/src/lib.rs"));
+        assert_eq!(decision.action, Action::Restart);
+        assert!(decision.reason.contains("`jobs` depends on"), "{}", decision.reason);
+    }
+
+    #[test]
     fn unrelated_files_target_and_git_are_ignored() {
-        assert_eq!(action("/ws/README.md"), Action::Ignore);
+        assert_eq!(action("/ws/README.txt"), Action::Ignore);
         assert_eq!(action("/ws/h/src/unused.rs"), Action::Ignore);
         assert_eq!(action("/ws/target/debug/server"), Action::Ignore);
         assert_eq!(action("/ws/.git/index"), Action::Ignore);
@@ -220,10 +318,12 @@ mod tests {
     #[test]
     fn a_burst_with_one_restart_restarts() {
         let t = tree();
-        let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/README.md")];
+        let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/README.txt")];
         assert!(matches!(plan_burst(&t, &paths), Plan::Patch { ref boundaries, .. } if boundaries == &[0]));
         let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/s/src/lib.rs")];
         assert!(matches!(plan_burst(&t, &paths), Plan::Restart { .. }));
         assert!(matches!(plan_burst(&t, &[PathBuf::from("/ws/notes.txt")]), Plan::Nothing { .. }));
+        let paths = [PathBuf::from("/ws/h/src/lib.rs"), PathBuf::from("/ws/README.md")];
+        assert!(matches!(plan_burst(&t, &paths), Plan::Patch { .. }));
     }
 }

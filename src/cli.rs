@@ -24,6 +24,68 @@ pub struct HotCli {
 pub enum Command {
     /// Build and run the server, patch edits of the boundary crate into it, restart for the rest.
     Run(RunArgs),
+    /// Say what a change to each path would do (patch, restart or ignored) and why; with no
+    /// path, summarise the dependency tree and the rules.
+    Explain(ExplainArgs),
+}
+
+/// Settings that can also be written under `[package.metadata.hot]` or
+/// `[workspace.metadata.hot]`; a flag overrides the manifests' key of the same name.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HotOptions {
+    /// The hot crate whose edits are patched in: a path (crates/handlers) or a package name.
+    /// Repeat for several.
+    #[arg(long, value_name = "PATH|PACKAGE")]
+    pub boundary: Vec<String>,
+    /// Files whose change restarts the program (glob, repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub restart: Vec<String>,
+    /// Files whose change does nothing (glob, repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub ignore: Vec<String>,
+    /// Extra files the program reads at run time: watched, a change restarts (repeatable).
+    #[arg(long, value_name = "PATH|GLOB")]
+    pub watch: Vec<String>,
+    /// Quiet period that ends a burst of changes (e.g. 10ms).
+    #[arg(long, value_name = "DURATION")]
+    pub debounce: Option<String>,
+    /// A dotenv file loaded into the program's environment.
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<String>,
+    /// How long a stopping program gets after SIGTERM before SIGKILL (e.g. 5s).
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+}
+
+impl HotOptions {
+    /// The flags as a settings table, in the manifests' key names.
+    pub fn as_table(&self) -> serde_json::Value {
+        use serde_json::Value;
+        let list = |values: &[String]| Value::Array(values.iter().cloned().map(Value::String).collect());
+        let mut pairs = Vec::new();
+        for (key, values) in [("boundary", &self.boundary), ("restart", &self.restart), ("ignore", &self.ignore), ("watch", &self.watch)] {
+            if !values.is_empty() {
+                pairs.push((key, list(values)));
+            }
+        }
+        for (key, value) in [("debounce", &self.debounce), ("env-file", &self.env_file), ("shutdown-timeout", &self.shutdown_timeout)] {
+            if let Some(value) = value {
+                pairs.push((key, Value::String(value.clone())));
+            }
+        }
+        crate::config::cli_table(pairs)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    #[command(flatten)]
+    pub options: HotOptions,
+    /// Files to explain (relative to the current directory).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
 }
 
 /// Which package, binary, features and profile to build: the flags of `cargo run`.
@@ -86,10 +148,8 @@ impl Selection {
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// The hot crate whose edits are patched in: a path (crates/handlers) or a package name.
-    /// Repeat for several. Overrides `boundary` in [package.metadata.hot] / [workspace.metadata.hot].
-    #[arg(long, value_name = "PATH|PACKAGE")]
-    pub boundary: Vec<String>,
+    #[command(flatten)]
+    pub options: HotOptions,
     /// Arguments passed to the program.
     #[arg(last = true, value_name = "ARGS")]
     pub program_args: Vec<OsString>,
@@ -110,8 +170,18 @@ mod tests {
 
     fn parse(args: &[&str]) -> RunArgs {
         let CargoCli::Hot(cli) = CargoCli::try_parse_from(args).unwrap();
-        let Command::Run(run) = cli.command;
+        let Command::Run(run) = cli.command else { panic!("not run") };
         run
+    }
+
+    #[test]
+    fn explain_takes_paths_and_the_same_flags() {
+        let CargoCli::Hot(cli) =
+            CargoCli::try_parse_from(["cargo", "hot", "explain", "-p", "server", "--restart", "tpl/**", "a.rs", "b.rs"]).unwrap();
+        let Command::Explain(explain) = cli.command else { panic!("not explain") };
+        assert_eq!(explain.paths.len(), 2);
+        assert_eq!(explain.selection.package.as_deref(), Some("server"));
+        assert_eq!(explain.options.as_table()["restart"], serde_json::json!(["tpl/**"]));
     }
 
     #[test]
@@ -120,7 +190,7 @@ mod tests {
             "cargo", "hot", "run", "--boundary", "crates/handlers", "-p", "server", "--bin", "api", "--features",
             "a,b", "--no-default-features", "--release", "--", "--port", "8080",
         ]);
-        assert_eq!(run.boundary, vec!["crates/handlers"]);
+        assert_eq!(run.options.boundary, vec!["crates/handlers"]);
         assert_eq!(run.selection.package.as_deref(), Some("server"));
         assert_eq!(run.selection.bin.as_deref(), Some("api"));
         assert_eq!(run.selection.feature_args(), vec!["--features", "a,b", "--no-default-features"]);

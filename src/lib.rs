@@ -18,6 +18,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod depinfo;
+pub mod explain;
 pub mod ipc;
 pub mod linker;
 pub mod metadata;
@@ -41,6 +42,7 @@ pub fn main_entry() -> ExitCode {
     let cli::CargoCli::Hot(cli) = cli::parse_from_env();
     let result = match cli.command {
         cli::Command::Run(args) => session::run(args),
+        cli::Command::Explain(args) => explain::run(args),
     };
     match result {
         Ok(code) => code,

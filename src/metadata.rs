@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, PackageId, TargetKind};
 
-use crate::cli::Selection;
+use crate::cli::{HotOptions, Selection};
 use crate::config::{BoundarySpec, ConfigSource, HotConfig};
 
 /// The host: the binary that `cargo hot run` builds and runs.
@@ -26,6 +26,8 @@ pub struct Boundary {
     /// The lib target's crate name (`-` replaced by `_`), as rustc knows it.
     pub crate_name: String,
     pub manifest_dir: PathBuf,
+    /// Other boundaries that depend on this one (an edit here then restarts).
+    pub dependents: Vec<String>,
 }
 
 /// Everything decided before the first build.
@@ -49,8 +51,8 @@ impl Plan {
     }
 }
 
-/// Reads the workspace and decides the plan. `cli_boundaries` override the configuration.
-pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
+/// Reads the workspace and decides the plan. Command-line `options` override the manifests.
+pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
     let metadata = read_metadata(selection)?;
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
     let mut warnings = Vec::new();
@@ -59,19 +61,11 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
     let mut config = HotConfig::default();
     let workspace_manifest = workspace_root.join("Cargo.toml");
     if let Some(table) = metadata.workspace_metadata.get("hot") {
-        warnings.extend(config.apply(&ConfigSource {
-            table,
-            manifest: &workspace_manifest,
-            section: "workspace.metadata.hot",
-        })?);
+        warnings.extend(config.apply(&ConfigSource::manifest(table, &workspace_manifest, "workspace.metadata.hot"))?);
     }
     let host_package = select_host_package(&metadata, selection, config.bin.as_deref())?;
     if let Some(table) = host_package.metadata.get("hot") {
-        warnings.extend(config.apply(&ConfigSource {
-            table,
-            manifest: host_package.manifest_path.as_std_path(),
-            section: "package.metadata.hot",
-        })?);
+        warnings.extend(config.apply(&ConfigSource::manifest(table, host_package.manifest_path.as_std_path(), "package.metadata.hot"))?);
     }
     let bin = select_bin(host_package, selection.bin.as_deref().or(config.bin.as_deref()))?;
     let host = Host {
@@ -80,13 +74,9 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
         manifest_dir: manifest_dir(host_package),
     };
 
-    if !cli_boundaries.is_empty() {
-        let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        config.boundaries = cli_boundaries
-            .iter()
-            .map(|value| BoundarySpec { value: value.clone(), base_dir: cwd.clone(), origin: "--boundary".into() })
-            .collect();
-    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let flags = options.as_table();
+    config.apply(&ConfigSource { table: &flags, base_dir: &cwd, origin: "the command line".into() })?;
     if config.boundaries.is_empty() {
         bail!(
             "no hot boundary is configured for `{}`.\n\
@@ -100,6 +90,7 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
 
     let host_deps = normal_dependencies(&metadata, &host_package.id);
     let mut boundaries: Vec<Boundary> = Vec::new();
+    let mut ids: Vec<PackageId> = Vec::new();
     for spec in &config.boundaries {
         let package = resolve_boundary(&metadata, spec)?;
         let is_host = package.id == host_package.id;
@@ -134,7 +125,19 @@ pub fn plan(selection: &Selection, cli_boundaries: &[String]) -> Result<Plan> {
             package: package.name.to_string(),
             crate_name: lib.name.replace('-', "_"),
             manifest_dir: manifest_dir(package),
+            dependents: Vec::new(),
         });
+        ids.push(package.id.clone());
+    }
+
+    for (index, id) in ids.iter().enumerate() {
+        let deps = normal_dependencies(&metadata, id);
+        for (other, other_id) in ids.iter().enumerate() {
+            if other != index && deps.contains(other_id) {
+                let name = boundaries[index].package.clone();
+                boundaries[other].dependents.push(name);
+            }
+        }
     }
 
     let local_package_dirs = metadata

@@ -34,7 +34,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if !cfg!(target_os = "linux") {
         ui::warn("hot patching is implemented for Linux (ELF) only; on this platform every edit restarts the program");
     }
-    let plan = metadata::plan(&args.selection, &args.boundary)?;
+    let plan = metadata::plan(&args.selection, &args.options)?;
     for warning in &plan.warnings {
         ui::warn(warning);
     }
@@ -85,7 +85,10 @@ impl Session {
         let (sender, wake) = mpsc::channel();
         let signals = sender.clone();
         let mut roots = vec![plan.workspace_root.clone()];
-        roots.extend(plan.local_package_dirs.iter().filter(|d| !d.starts_with(&plan.workspace_root)).cloned());
+        roots.extend(plan.local_package_dirs.iter().cloned());
+        roots.extend(plan.config.watch.iter().map(|rule| rule.watch_root()).filter(|dir| dir.is_dir()));
+        roots.sort();
+        roots.dedup_by(|inner, outer| inner.starts_with(outer));
         let watcher = FileWatcher::new(&roots, std::slice::from_ref(&plan.target_dir), sender)?;
         let mut handler = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
             .context("cannot install signal handlers")?;
@@ -115,11 +118,12 @@ impl Session {
                 Ok(Wake::Signal(signal)) => return Ok(self.shutdown(signal)),
                 Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
                 Ok(Wake::Changed(paths)) => {
-                    let paths = match self.collect_burst(paths) {
+                    let mut paths = match crate::watch::collect_burst(&self.wake, paths, self.plan.config.debounce) {
                         Ok(paths) => paths,
                         Err(signal) => return Ok(self.shutdown(signal)),
                     };
-                    self.watcher.follow_new_directories(&paths);
+                    let found = self.watcher.follow_new_directories(&paths);
+                    paths.extend(found);
                     if let Err(err) = self.handle_changes(paths) {
                         self.report_error(err);
                     }
@@ -128,23 +132,6 @@ impl Session {
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
             }
         }
-    }
-
-    /// Gathers changes until none arrives for the debounce period: a save, a `git checkout`
-    /// of hundreds of files, or an editor's write-rename dance is one burst.
-    fn collect_burst(&mut self, first: Vec<PathBuf>) -> Result<Vec<PathBuf>, i32> {
-        let mut paths = first;
-        loop {
-            match self.wake.recv_timeout(self.plan.config.debounce) {
-                Ok(Wake::Changed(more)) => paths.extend(more),
-                Ok(Wake::Signal(signal)) => return Err(signal),
-                Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
-                Err(_) => break,
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        paths.retain(|p| seen.insert(p.clone()));
-        Ok(paths)
     }
 
     fn handle_changes(&mut self, paths: Vec<PathBuf>) -> Result<()> {
@@ -322,7 +309,7 @@ impl Session {
             }
         };
         let image = HostImage::read(&build.executable)?;
-        let tree = DependencyTree::load(&build, &self.plan.workspace_root, &self.plan.host.bin, vec![self.plan.target_dir.clone()])?;
+        let tree = DependencyTree::load(&build, &self.plan)?;
         let types = build
             .boundaries
             .iter()
@@ -377,14 +364,11 @@ impl Session {
 
     fn start_program(&mut self) -> Result<()> {
         let active = self.active.as_ref().expect("a build exists");
-        let launch = Launch {
-            executable: active.build.executable.clone(),
-            args: self.program_args.clone(),
-            env: vec![
-                (hot::IPC_ENV.into(), self.ipc.path().into()),
-                ("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()),
-            ],
-        };
+        let mut env: Vec<(OsString, OsString)> =
+            self.plan.config.env_vars()?.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        env.push((hot::IPC_ENV.into(), self.ipc.path().into()));
+        env.push(("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()));
+        let launch = Launch { executable: active.build.executable.clone(), args: self.program_args.clone(), env };
         self.program = Some(RunningProgram::spawn(&launch)?);
         Ok(())
     }

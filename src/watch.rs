@@ -5,7 +5,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -86,20 +87,53 @@ impl FileWatcher {
         Ok(())
     }
 
-    /// Called with the paths of a burst: new directories get watched.
-    pub fn follow_new_directories(&mut self, paths: &[PathBuf]) {
+    /// Called with the paths of a burst: new directories get watched. Returns the files
+    /// already inside them, which may have been written before their watch existed
+    /// (`mkdir -p a/b && echo > a/b/c.rs`).
+    pub fn follow_new_directories(&mut self, paths: &[PathBuf]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
         for path in paths {
             if path.is_dir() && !self.watched.contains(path) && !is_excluded(path, &self.excluded) {
                 let _ = self.add_tree(path);
+                found.extend(
+                    ignore::WalkBuilder::new(path)
+                        .hidden(false)
+                        .require_git(false)
+                        .build()
+                        .flatten()
+                        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+                        .map(|e| e.into_path()),
+                );
             }
         }
         self.watched.retain(|p| p.exists());
+        found
     }
 
     /// Number of directories watched (shown at start).
     pub fn len(&self) -> usize {
         self.watched.len()
     }
+}
+
+/// Collects one burst: `first`, then every change that follows within `debounce` of the
+/// previous one. A save, an editor's write-rename dance or a `git checkout` of hundreds of
+/// files is one burst; changes made while the caller was busy (building) are already
+/// waiting in the channel and join the next burst. Each path appears once. A signal ends
+/// the collection with `Err(signal)`.
+pub fn collect_burst(wake: &Receiver<Wake>, first: Vec<PathBuf>, debounce: Duration) -> Result<Vec<PathBuf>, i32> {
+    let mut paths = first;
+    loop {
+        match wake.recv_timeout(debounce) {
+            Ok(Wake::Changed(more)) => paths.extend(more),
+            Ok(Wake::Signal(signal)) => return Err(signal),
+            Ok(Wake::WatchError(err)) => crate::ui::warn(format!("file watcher: {err}")),
+            Err(_) => break,
+        }
+    }
+    let mut seen = HashSet::new();
+    paths.retain(|p| seen.insert(p.clone()));
+    Ok(paths)
 }
 
 pub fn is_excluded(path: &Path, excluded: &[PathBuf]) -> bool {

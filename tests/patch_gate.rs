@@ -45,7 +45,7 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     // This file has a single test, so setting the variable races with nothing.
     std::env::set_var("CARGO_TARGET_DIR", support::shared_target_dir());
     let selection = Selection { manifest_path: Some(fixture.path("Cargo.toml")), ..Selection::default() };
-    let plan = metadata::plan(&selection, &[]).unwrap();
+    let plan = metadata::plan(&selection, &Default::default()).unwrap();
     assert_eq!(plan.host.bin, "server");
     assert_eq!(plan.boundaries[0].package, "handlers");
     let BuildOutcome::Built(host) = build::build_host(&plan, Path::new(support::CARGO_HOT)).unwrap() else {
