@@ -18,9 +18,6 @@ use crate::ui;
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let plan = metadata::plan(&args.selection, &args.options)?;
-    for warning in &plan.warnings {
-        ui::warn(warning);
-    }
     let tool = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
     let BuildOutcome::Built(build) = build::build_host(&plan, &tool)? else {
         bail!("the build failed; `explain` needs a successful build to know which crate compiles which file");

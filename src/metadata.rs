@@ -41,7 +41,14 @@ pub struct Plan {
     pub selection: Selection,
     /// Directories holding the sources of local (non-registry) packages: what to watch.
     pub local_package_dirs: Vec<PathBuf>,
-    pub warnings: Vec<String>,
+}
+
+/// Configuration warnings are shown at once: if planning then fails (a misspelled
+/// `boundray` key leaves no boundary), the warning explains why.
+fn warn_all(warnings: Vec<String>) {
+    for warning in warnings {
+        crate::ui::warn(warning);
+    }
 }
 
 impl Plan {
@@ -55,17 +62,16 @@ impl Plan {
 pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
     let metadata = read_metadata(selection)?;
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
-    let mut warnings = Vec::new();
 
     // Workspace-level configuration first: it can name the bin.
     let mut config = HotConfig::default();
     let workspace_manifest = workspace_root.join("Cargo.toml");
     if let Some(table) = metadata.workspace_metadata.get("hot") {
-        warnings.extend(config.apply(&ConfigSource::manifest(table, &workspace_manifest, "workspace.metadata.hot"))?);
+        warn_all(config.apply(&ConfigSource::manifest(table, &workspace_manifest, "workspace.metadata.hot"))?);
     }
     let host_package = select_host_package(&metadata, selection, config.bin.as_deref())?;
     if let Some(table) = host_package.metadata.get("hot") {
-        warnings.extend(config.apply(&ConfigSource::manifest(table, host_package.manifest_path.as_std_path(), "package.metadata.hot"))?);
+        warn_all(config.apply(&ConfigSource::manifest(table, host_package.manifest_path.as_std_path(), "package.metadata.hot"))?);
     }
     let bin = select_bin(host_package, selection.bin.as_deref().or(config.bin.as_deref()))?;
     let host = Host {
@@ -76,7 +82,7 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let flags = options.as_table();
-    config.apply(&ConfigSource { table: &flags, base_dir: &cwd, origin: "the command line".into() })?;
+    warn_all(config.apply(&ConfigSource { table: &flags, base_dir: &cwd, origin: "the command line".into() })?);
     if config.boundaries.is_empty() {
         bail!(
             "no hot boundary is configured for `{}`.\n\
@@ -155,7 +161,6 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
         config,
         selection: selection.clone(),
         local_package_dirs,
-        warnings,
     })
 }
 

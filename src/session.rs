@@ -35,9 +35,6 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ui::warn("hot patching is implemented for Linux (ELF) only; on this platform every edit restarts the program");
     }
     let plan = metadata::plan(&args.selection, &args.options)?;
-    for warning in &plan.warnings {
-        ui::warn(warning);
-    }
     let mut session = Session::new(plan, args.program_args)?;
     session.run()
 }

@@ -92,3 +92,43 @@ fn works_as_a_cargo_subcommand_and_standalone() {
         assert!(help.contains(flag), "`cargo hot run --help` lists {flag}:\n{help}");
     }
 }
+
+#[test]
+fn configuration_mistakes_in_the_manifest_are_named_before_building() {
+    let fixture = Fixture::copy("axum-app");
+    fixture.edit("Cargo.toml", "boundary = \"crates/handlers\"", "boundary = \"crates/handlers\"\nbin = \"nope\"");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no binary named `nope`") && stderr.contains("server"), "{stderr}");
+
+    fixture.edit("Cargo.toml", "bin = \"nope\"", "restart = [\"templates/[\"]");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`restart`") && stderr.contains("not a valid glob") && stderr.contains("Cargo.toml"), "{stderr}");
+
+    fixture.edit("Cargo.toml", "restart = [\"templates/[\"]", "env-file = \"missing.env\"");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`env-file`") && stderr.contains("missing.env") && stderr.contains("does not exist"), "{stderr}");
+
+    fixture.edit("crates/server/Cargo.toml", "edition = \"2021\"", "edition = \"2021\"\n\n[package.metadata.hot]\nboundary = 7");
+    fixture.edit("Cargo.toml", "env-file = \"missing.env\"", "");
+    let (code, stderr) = run_hot(&fixture, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`boundary` in [package.metadata.hot]") && stderr.contains("crates/server/Cargo.toml"), "{stderr}");
+}
+
+#[test]
+fn unknown_keys_warn_and_the_run_goes_on() {
+    let fixture = Fixture::copy("axum-app");
+    fixture.edit("Cargo.toml", "boundary = \"crates/handlers\"", "boundary = \"crates/handlers\"\nshutdown_timeout = 3");
+    let output = Command::new(CARGO_HOT)
+        .args(["hot", "run", "--boundary", "crates/nope"])
+        .current_dir(fixture.root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: unknown key `shutdown_timeout`") && stderr.contains("did you mean `shutdown-timeout`"), "{stderr}");
+    // It went on to the next step (here: the command line's boundary, which does not exist).
+    assert!(stderr.contains("crates/nope"), "{stderr}");
+}

@@ -1,0 +1,110 @@
+//! test-fixtures/two-boundaries: two boundaries (`jobs` depends on `api`) and every
+//! configuration key in use (restart, ignore, watch, env-file). `cargo hot explain` on real
+//! dep-info, then the same decisions made by a running `cargo hot run`.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Fixture, HotRun, CARGO_HOT};
+
+const WAIT: Duration = Duration::from_secs(300);
+
+fn explain(fixture: &Fixture, args: &[&str]) -> String {
+    let output = Command::new(CARGO_HOT)
+        .args(["hot", "explain"])
+        .args(args)
+        .current_dir(fixture.root())
+        .env("CARGO_TARGET_DIR", support::shared_target_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "explain failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[test]
+fn explain_says_what_each_change_does_and_why() {
+    let _lock = support::exclusive_build();
+    let fixture = Fixture::copy("two-boundaries");
+    fixture.touch_all();
+    std::fs::write(fixture.path("notes.txt"), "todo").unwrap();
+    std::fs::write(fixture.path("debug.log"), "log").unwrap();
+    let paths = [
+        ("crates/jobs/src/lib.rs", "patch", "compiled only by the boundary `jobs`"),
+        ("crates/api/src/lib.rs", "restart", "which the boundary `jobs` depends on"),
+        ("crates/server/src/main.rs", "restart", "server"),
+        ("Cargo.toml", "restart", "a manifest changed"),
+        ("crates/api/Cargo.toml", "restart", "a manifest changed"),
+        ("Cargo.lock", "restart", "the lock file changed"),
+        ("templates/page.html", "restart", "matches restart pattern `templates/**`"),
+        ("migrations/001_init.sql", "restart", "a watched file (`migrations`"),
+        ("dev.env", "restart", "the env-file changed"),
+        ("README.md", "ignored", "matches ignore pattern `**/*.md`"),
+        ("notes.txt", "ignored", "no crate of `server` compiles it"),
+        ("debug.log", "ignored", "git ignores it"),
+        (".git/HEAD", "ignored", "git metadata"),
+    ];
+    let args: Vec<&str> = paths.iter().map(|(p, _, _)| *p).collect();
+    let out = explain(&fixture, &args);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), paths.len(), "{out}");
+    for ((path, word, why), line) in paths.iter().zip(&lines) {
+        assert!(line.starts_with(&format!("{path}: {word} (")), "{path}: expected {word}, got: {line}");
+        assert!(line.contains(why), "{path}: expected the reason to mention {why:?}: {line}");
+    }
+
+    // Flags override the manifest: an ignore pattern on the command line wins over its restart pattern.
+    let out = explain(&fixture, &["--ignore", "templates/**", "--restart", "*.txt", "templates/page.html", "notes.txt"]);
+    assert!(out.contains("templates/page.html: ignored (matches ignore pattern `templates/**` of the command line)"), "{out}");
+    assert!(out.contains("notes.txt: restart (matches restart pattern `*.txt` of the command line)"), "{out}");
+
+    // With no path: the tree and the rules.
+    let summary = explain(&fixture, &[]);
+    for expected in ["host: `server`", "  api: 1 files", "`jobs` depends on it", "  jobs: 1 files", "restart: `templates/**`", "watch: `migrations`", "ignore: `**/*.md`", "env-file dev.env"] {
+        assert!(summary.contains(expected), "summary lacks {expected:?}:\n{summary}");
+    }
+}
+
+#[test]
+fn two_boundaries_and_configured_files_while_running() {
+    let fixture = Fixture::copy("two-boundaries");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    assert_eq!(run.get("/env").unwrap(), "hello-from-env", "the env-file reaches the program");
+    assert_eq!(run.get("/jobs").unwrap(), "jobs v1 + helper v1");
+
+    // An edit of the boundary nobody depends on patches.
+    fixture.edit("crates/jobs/src/lib.rs", "jobs v1", "jobs v2");
+    run.wait_for_response("/jobs", WAIT, |b| b.starts_with("jobs v2"));
+    assert_eq!(run.pid(), pid);
+
+    // An ignored file does nothing (and says so).
+    let mark = run.log().len();
+    fixture.edit("README.md", "both are boundaries", "both are hot");
+    run.wait_for_log("README.md changed → ignored", mark, WAIT);
+    assert_eq!(run.pid(), pid);
+
+    // An edit of the boundary `jobs` depends on restarts, with the reason.
+    let mark = run.log().len();
+    fixture.edit("crates/api/src/lib.rs", "helper v1", "helper v2");
+    run.wait_for_response("/jobs", WAIT, |b| b == "jobs v2 + helper v2");
+    let log = run.wait_for_log("restarted", mark, WAIT);
+    assert!(log[mark..].contains("which the boundary `jobs` depends on"), "{log}");
+    let second = run.pid();
+    assert_ne!(second, pid);
+
+    // The env-file restarts with the new environment.
+    fixture.edit("dev.env", "hello-from-env", "changed-env");
+    run.wait_for_response("/env", WAIT, |b| b == "changed-env");
+    assert_ne!(run.pid(), second);
+    let third = run.pid();
+
+    // A watched file outside any crate restarts.
+    let mark = run.log().len();
+    fixture.edit("migrations/001_init.sql", "notes", "memos");
+    let log = run.wait_for_log("restarted", mark, WAIT);
+    assert!(log[mark..].contains("a watched file"), "{log}");
+    run.wait_for_response("/pid", WAIT, |p| p.trim() != third.to_string());
+}
