@@ -55,6 +55,12 @@ pub struct HotOptions {
     /// How long a stopping program gets after SIGTERM before SIGKILL (e.g. 5s).
     #[arg(long, value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// Bind this address once and hand it to every program started (LISTEN_FDS); repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Start a crashed program again by itself, with backoff.
+    #[arg(long)]
+    pub restart_on_crash: bool,
 }
 
 impl HotOptions {
@@ -63,7 +69,16 @@ impl HotOptions {
         use serde_json::Value;
         let list = |values: &[String]| Value::Array(values.iter().cloned().map(Value::String).collect());
         let mut pairs = Vec::new();
-        for (key, values) in [("boundary", &self.boundary), ("restart", &self.restart), ("ignore", &self.ignore), ("watch", &self.watch)] {
+        if self.restart_on_crash {
+            pairs.push(("restart-on-crash", Value::Bool(true)));
+        }
+        for (key, values) in [
+            ("boundary", &self.boundary),
+            ("restart", &self.restart),
+            ("ignore", &self.ignore),
+            ("watch", &self.watch),
+            ("listen", &self.listen),
+        ] {
             if !values.is_empty() {
                 pairs.push((key, list(values)));
             }

@@ -12,8 +12,18 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
 
 /// Keys this version understands. Anything else gets a warning naming the key and the file.
-pub const KNOWN_KEYS: &[&str] =
-    &["boundary", "bin", "restart", "ignore", "watch", "debounce", "env-file", "shutdown-timeout"];
+pub const KNOWN_KEYS: &[&str] = &[
+    "boundary",
+    "bin",
+    "restart",
+    "ignore",
+    "watch",
+    "debounce",
+    "env-file",
+    "shutdown-timeout",
+    "listen",
+    "restart-on-crash",
+];
 
 /// A boundary as written by the user: a path or a package name, with the directory that a
 /// relative path is relative to.
@@ -94,6 +104,10 @@ pub struct HotConfig {
     /// A dotenv file loaded into the program's environment at every start.
     pub env_file: Option<PathBuf>,
     pub shutdown_timeout: Duration,
+    /// Addresses cargo hot binds once and hands to every program it starts.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Start a crashed program again by itself (with backoff), not only on the next change.
+    pub restart_on_crash: bool,
 }
 
 impl Default for HotConfig {
@@ -107,6 +121,8 @@ impl Default for HotConfig {
             debounce: Duration::from_millis(10),
             env_file: None,
             shutdown_timeout: Duration::from_secs(5),
+            listen: Vec::new(),
+            restart_on_crash: false,
         }
     }
 }
@@ -170,6 +186,20 @@ impl HotConfig {
                         _ => self.watch = rules,
                     }
                 }
+                "listen" => {
+                    let mut addresses = Vec::new();
+                    for text in strings(key, value, origin, "listen = [\"127.0.0.1:3000\"]")? {
+                        let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str()).map_err(|_| {
+                            anyhow!("`listen` in {origin}: `{text}` is not an address; write it as 127.0.0.1:3000 or localhost:3000")
+                        })?;
+                        addresses.extend(resolved.take(1));
+                    }
+                    self.listen = addresses;
+                }
+                "restart-on-crash" => match value {
+                    Value::Bool(on) => self.restart_on_crash = *on,
+                    _ => bail!("`restart-on-crash` in {origin} must be true or false"),
+                },
                 "debounce" => self.debounce = parse_duration(key, value, origin)?,
                 "shutdown-timeout" => self.shutdown_timeout = parse_duration(key, value, origin)?,
                 "env-file" => match value {
@@ -315,6 +345,9 @@ mod tests {
             (json!({"shutdown-timeout": -1}), "`shutdown-timeout`", "\"5s\""),
             (json!({"env-file": 7}), "`env-file`", "env-file = \".env\""),
             (json!({"env-file": "missing.env"}), "`env-file`", "does not exist"),
+            (json!({"listen": "port 3000"}), "`listen`", "127.0.0.1:3000"),
+            (json!({"listen": 3000}), "`listen`", "listen = [\"127.0.0.1:3000\"]"),
+            (json!({"restart-on-crash": "yes"}), "`restart-on-crash`", "true or false"),
         ];
         for (table, key, fix) in cases {
             let err = apply(&mut HotConfig::default(), table.clone()).unwrap_err().to_string();

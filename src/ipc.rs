@@ -73,11 +73,36 @@ impl IpcServer {
         Ok(self.connection.as_mut().expect("set above"))
     }
 
+    /// Asks the child `pid` to stop accepting on the inherited sockets; returns how many
+    /// descriptors it replaced.
+    pub fn drain(&mut self, pid: u32, timeout: Duration) -> Result<usize> {
+        let id = self.take_id();
+        match self.request(pid, ParentMessage::Drain { id }, timeout)? {
+            ChildMessage::Drained { descriptors, .. } => Ok(descriptors),
+            other => bail!("unexpected answer to drain: {other:?}"),
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
     /// Asks the child `pid` to load `patch` and switch `exports`; waits for its answer.
     pub fn reload(&mut self, pid: u32, patch: &Path, exports: &[String], timeout: Duration) -> Result<ReloadOutcome> {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.take_id();
         let message = ParentMessage::Reload { id, patch: patch.display().to_string(), exports: exports.to_vec() };
+        match self.request(pid, message, timeout)? {
+            ChildMessage::Reloaded { outcome, .. } => Ok(outcome),
+            other => bail!("unexpected answer to reload: {other:?}"),
+        }
+    }
+
+    /// Sends one request and waits for the answer with the same id.
+    fn request(&mut self, pid: u32, message: ParentMessage, timeout: Duration) -> Result<ChildMessage> {
+        let id = match &message {
+            ParentMessage::Reload { id, .. } | ParentMessage::Drain { id } => *id,
+        };
         let result = (|| {
             let connection = self.connection_for(pid, Duration::from_secs(3))?;
             connection.writer.write_all(protocol::encode(&message).as_bytes())?;
@@ -86,10 +111,14 @@ impl IpcServer {
             loop {
                 line.clear();
                 if connection.reader.read_line(&mut line)? == 0 {
-                    bail!("the program closed the channel while loading the patch");
+                    bail!("the program closed the channel before answering");
                 }
                 match protocol::decode::<ChildMessage>(&line) {
-                    Ok(ChildMessage::Reloaded { id: answered, outcome }) if answered == id => return Ok(outcome),
+                    Ok(answer @ (ChildMessage::Reloaded { id: answered, .. } | ChildMessage::Drained { id: answered, .. }))
+                        if answered == id =>
+                    {
+                        return Ok(answer)
+                    }
                     Ok(_) => continue,
                     Err(err) => bail!("the program sent a message cargo hot does not understand ({err}): {}", line.trim()),
                 }
@@ -152,7 +181,7 @@ mod tests {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
-            let ParentMessage::Reload { id, exports, .. } = protocol::decode(&line).unwrap();
+            let ParentMessage::Reload { id, exports, .. } = protocol::decode(&line).unwrap() else { panic!("expected a reload") };
             let reply = ChildMessage::Reloaded { id, outcome: ReloadOutcome::Ok { load_micros: 5, switched: exports.len() } };
             stream.write_all(protocol::encode(&reply).as_bytes()).unwrap();
             drop(stale);

@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod patch;
 pub mod process;
 pub mod session;
+pub mod sockets;
 pub mod sys;
 pub mod ui;
 pub mod watch;
@@ -33,6 +34,9 @@ use std::process::ExitCode;
 
 /// The whole program: dispatches to the role this process was started for.
 pub fn main_entry() -> ExitCode {
+    if sockets::is_trampoline() {
+        return sockets::run_trampoline();
+    }
     if linker::is_linker_invocation() {
         return linker::run_linker();
     }

@@ -3,7 +3,12 @@
 //! SIGKILL after a timeout, so a server that binds its own port can bind it again.
 
 use std::ffi::OsString;
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::os::fd::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use crate::sys;
 use std::path::PathBuf;
@@ -13,31 +18,69 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 /// How to start the program.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Launch {
     pub executable: PathBuf,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
+    /// Listening sockets to pass on (cargo hot's descriptors) and their LISTEN_FDNAMES.
+    pub sockets: Vec<RawFd>,
+    pub socket_names: String,
 }
+
+/// How many lines of each output stream are kept for a crash report.
+const KEPT_LINES: usize = 10;
 
 pub struct RunningProgram {
     child: Child,
+    pub started: Instant,
+    stdout: Arc<Mutex<VecDeque<String>>>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl RunningProgram {
     pub fn spawn(launch: &Launch) -> Result<Self> {
-        let mut command = Command::new(&launch.executable);
-        command.args(&launch.args).envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut command = if launch.sockets.is_empty() {
+            let mut command = Command::new(&launch.executable);
+            command.args(&launch.args);
+            command
+        } else {
+            // The trampoline (cargo-hot itself) puts the sockets on 3.. and sets LISTEN_PID.
+            let mut command = Command::new(std::env::current_exe().context("cannot find cargo-hot's own executable")?);
+            command.arg(&launch.executable).args(&launch.args);
+            let fds: Vec<String> = launch.sockets.iter().map(|fd| fd.to_string()).collect();
+            command.env(crate::sockets::TRAMPOLINE_ENV, fds.join(",")).env("LISTEN_FDNAMES", &launch.socket_names);
+            sys::inherit_fds(&mut command, launch.sockets.clone());
+            command
+        };
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         // Its own process group: Ctrl-C in the terminal reaches cargo hot, which stops the
         // program gracefully, and a stop reaches every process the program started.
         command.process_group(0);
         sys::kill_with_parent(&mut command);
-        let child = command.spawn().with_context(|| format!("cannot start {}", launch.executable.display()))?;
-        Ok(RunningProgram { child })
+        let mut child = command.spawn().with_context(|| format!("cannot start {}", launch.executable.display()))?;
+        let (stdout, stderr) = (Arc::new(Mutex::new(VecDeque::new())), Arc::new(Mutex::new(VecDeque::new())));
+        if let Some(out) = child.stdout.take() {
+            forward(out, std::io::stdout(), stdout.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward(err, std::io::stderr(), stderr.clone());
+        }
+        Ok(RunningProgram { child, started: Instant::now(), stdout, stderr })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The last lines the program printed on stdout, then those on stderr (where a panic
+    /// message goes). Each stream is kept on its own: the two pipes have no common order.
+    pub fn last_lines(&self) -> Vec<String> {
+        let lines = |kept: &Arc<Mutex<VecDeque<String>>>| kept.lock().map(|l| l.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let mut all = lines(&self.stdout);
+        all.extend(lines(&self.stderr));
+        all
     }
 
     /// The exit status if the program has exited (crashed or finished) on its own.
@@ -64,6 +107,37 @@ impl RunningProgram {
         sys::signal_group(self.pid(), libc::SIGKILL);
         Ok(self.child.wait()?)
     }
+}
+
+/// Copies the program's output through as it comes (partial lines included) and keeps its
+/// last lines for a crash report.
+fn forward(mut from: impl Read + Send + 'static, mut to: impl Write + Send + 'static, kept: Arc<Mutex<VecDeque<String>>>) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        let mut partial = Vec::new();
+        loop {
+            let read = match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            let _ = to.write_all(&buffer[..read]);
+            let _ = to.flush();
+            partial.extend_from_slice(&buffer[..read]);
+            while let Some(end) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                let mut kept = kept.lock().expect("output lock");
+                kept.push_back(String::from_utf8_lossy(&line).trim_end().to_string());
+                while kept.len() > KEPT_LINES {
+                    kept.pop_front();
+                }
+            }
+        }
+        if !partial.is_empty() {
+            if let Ok(mut kept) = kept.lock() {
+                kept.push_back(String::from_utf8_lossy(&partial).trim_end().to_string());
+            }
+        }
+    });
 }
 
 /// "exited with status 101", "killed by SIGSEGV (core dumped)".
@@ -96,7 +170,7 @@ mod tests {
     use super::*;
 
     fn launch(script: &str) -> Launch {
-        Launch { executable: "/bin/sh".into(), args: vec!["-c".into(), script.into()], env: vec![] }
+        Launch { executable: "/bin/sh".into(), args: vec!["-c".into(), script.into()], ..Default::default() }
     }
 
     #[test]
@@ -126,5 +200,19 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         };
         assert_eq!(describe_exit(status), "exited with status 3");
+    }
+
+    #[test]
+    fn the_last_lines_of_output_are_kept_for_a_crash_report() {
+        let mut program = RunningProgram::spawn(&launch("for i in $(seq 1 40); do echo line $i; done; echo oops >&2; exit 1")).unwrap();
+        while program.try_exit().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = program.last_lines();
+        assert_eq!(lines.len(), KEPT_LINES + 1, "{lines:?}");
+        assert_eq!(lines[KEPT_LINES - 1], "line 40");
+        assert_eq!(lines.last().map(String::as_str), Some("oops"), "stderr comes last");
+        assert!(!lines.contains(&"line 1".to_string()), "only the last lines are kept");
     }
 }

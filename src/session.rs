@@ -71,13 +71,37 @@ struct Session {
     program: Option<RunningProgram>,
     patches: u64,
     failure: Option<Failure>,
+    /// Sockets cargo hot holds for the whole session (`listen`).
+    listeners: crate::sockets::Listeners,
+    /// When the change being handled arrived, for "ready N ms after the change".
+    change_started: Instant,
+    /// A started program that has not yet begun accepting connections.
+    awaiting_ready: Option<AwaitingReady>,
+    /// restart-on-crash: when to start the crashed program again, and the current backoff.
+    scheduled_start: Option<Instant>,
+    crash_backoff: Duration,
 }
+
+struct AwaitingReady {
+    build: Duration,
+    spawned: Instant,
+}
+
+/// How long a program may take to accept connections before cargo hot stops watching for it.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// After a drain, time for the old program to read the requests of connections it had
+/// just accepted, so that its graceful shutdown waits for them instead of closing them.
+const DRAIN_GRACE: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Session {
     fn new(plan: Plan, program_args: Vec<OsString>) -> Result<Self> {
         let session_dir = plan.session_dir();
         std::fs::create_dir_all(&session_dir).with_context(|| format!("cannot create {}", session_dir.display()))?;
         remove_dead_sessions(&session_dir.join("patches"));
+        // Bound before anything is built: a port in use is reported at once.
+        let listeners = crate::sockets::Listeners::bind(&plan.config.listen)?;
         let ipc = IpcServer::bind(&private_socket_path()?)?;
         let (sender, wake) = mpsc::channel();
         let signals = sender.clone();
@@ -96,7 +120,23 @@ impl Session {
                 }
             }
         })?;
-        Ok(Session { plan, program_args, wake, watcher, ipc, active: None, program: None, patches: 0, failure: None })
+        Ok(Session {
+            plan,
+            program_args,
+            wake,
+            watcher,
+            ipc,
+            active: None,
+            program: None,
+            patches: 0,
+            failure: None,
+            listeners,
+            change_started: Instant::now(),
+            awaiting_ready: None,
+            scheduled_start: None,
+            // Doubled at the first crash: the first automatic start waits FIRST_BACKOFF.
+            crash_backoff: FIRST_BACKOFF / 2,
+        })
     }
 
     fn run(&mut self) -> Result<ExitCode> {
@@ -107,14 +147,25 @@ impl Session {
             boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
             self.watcher.len()
         ));
+        if !self.listeners.is_empty() {
+            let addresses: Vec<String> = self.listeners.addresses().iter().map(|a| a.to_string()).collect();
+            ui::info(format!("holding {} for the program (LISTEN_FDS): no connection is refused across restarts", addresses.join(", ")));
+        }
         if let Err(err) = self.rebuild_and_restart(None) {
             self.report_error(err);
         }
         loop {
-            match self.wake.recv_timeout(Duration::from_millis(200)) {
+            // While waiting for readiness or a scheduled start, look often; otherwise idle.
+            let tick = if self.awaiting_ready.is_some() || self.scheduled_start.is_some() {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(200)
+            };
+            match self.wake.recv_timeout(tick) {
                 Ok(Wake::Signal(signal)) => return Ok(self.shutdown(signal)),
                 Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
                 Ok(Wake::Changed(paths)) => {
+                    self.change_started = Instant::now();
                     let mut paths = match crate::watch::collect_burst(&self.wake, paths, self.plan.config.debounce) {
                         Ok(paths) => paths,
                         Err(signal) => return Ok(self.shutdown(signal)),
@@ -125,7 +176,13 @@ impl Session {
                         self.report_error(err);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.check_program(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.check_program();
+                    self.check_ready();
+                    if let Err(err) = self.run_scheduled_start() {
+                        self.report_error(err);
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
             }
         }
@@ -340,8 +397,17 @@ impl Session {
 
         let restarting = self.program.is_some();
         if let Some(old) = self.program.take() {
-            self.ipc.disconnect();
             let pid = old.pid();
+            if !self.listeners.is_empty() {
+                // Stop the old program accepting first: a connection it accepted just before
+                // SIGTERM but had not read yet would be reset by a graceful shutdown.
+                if let Ok(descriptors) = self.ipc.drain(pid, Duration::from_secs(1)) {
+                    if descriptors > 0 {
+                        std::thread::sleep(DRAIN_GRACE);
+                    }
+                }
+            }
+            self.ipc.disconnect();
             let status = old.stop(self.plan.config.shutdown_timeout)?;
             if status.code().is_none() && status.signal_is_kill() {
                 ui::warn(format!(
@@ -351,6 +417,7 @@ impl Session {
             }
         }
         self.start_program()?;
+        self.awaiting_ready = Some(AwaitingReady { build: build_time, spawned: Instant::now() });
         let pid = self.program.as_ref().map(|p| p.pid()).unwrap_or_default();
         match (restarting, reason) {
             (true, Some(reason)) => ui::success(format!("restarted (pid {pid}, build {}) because {reason}", ui::ms(build_time))),
@@ -365,26 +432,86 @@ impl Session {
             self.plan.config.env_vars()?.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         env.push((hot::IPC_ENV.into(), self.ipc.path().into()));
         env.push(("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()));
-        let launch = Launch { executable: active.build.executable.clone(), args: self.program_args.clone(), env };
+        let launch = Launch {
+            executable: active.build.executable.clone(),
+            args: self.program_args.clone(),
+            env,
+            sockets: self.listeners.raw_fds(),
+            socket_names: self.listeners.names(),
+        };
         self.program = Some(RunningProgram::spawn(&launch)?);
         Ok(())
     }
 
-    /// Reports a program that exited on its own; the next change builds and starts it again.
+    /// Reports a program that exited on its own, with its last lines of output. The next
+    /// change builds and starts it again; with restart-on-crash it is started again by itself
+    /// after a backoff that grows while it keeps crashing (a crash loop never spins).
     fn check_program(&mut self) {
         let Some(program) = &mut self.program else { return };
-        if let Some(status) = program.try_exit() {
-            let pid = program.pid();
-            // Whatever the program started (workers, a shell's children) goes with it.
-            crate::sys::signal_group(pid, libc::SIGKILL);
-            self.program = None;
-            self.ipc.disconnect();
-            ui::error(format!(
-                "the program (pid {pid}) {}; cargo hot keeps watching and starts it again on the next change",
-                process::describe_exit(status)
-            ));
+        let Some(status) = program.try_exit() else { return };
+        let pid = program.pid();
+        let ran = program.started.elapsed();
+        // Give the output threads a moment to pass on the last lines.
+        std::thread::sleep(Duration::from_millis(20));
+        let lines = program.last_lines();
+        // Whatever the program started (workers, a shell's children) goes with it.
+        crate::sys::signal_group(pid, libc::SIGKILL);
+        self.program = None;
+        self.awaiting_ready = None;
+        self.ipc.disconnect();
+        let mut report = format!("the program (pid {pid}) {} after {}", process::describe_exit(status), ui::ms(ran));
+        if !lines.is_empty() {
+            report.push_str("; its last output:");
+            for line in &lines {
+                report.push_str(&format!("\n      | {line}"));
+            }
+        }
+        ui::error(report);
+        if self.plan.config.restart_on_crash && self.active.is_some() {
+            self.crash_backoff = if ran < Duration::from_secs(10) {
+                (self.crash_backoff * 2).min(MAX_BACKOFF)
+            } else {
+                FIRST_BACKOFF
+            };
+            ui::info(format!("restart-on-crash: starting it again in {}", ui::ms(self.crash_backoff)));
+            self.scheduled_start = Some(Instant::now() + self.crash_backoff);
+        } else {
+            ui::info("cargo hot keeps watching and builds and starts the program on the next change");
             // With nothing to patch, the next edit of any kind rebuilds and starts.
             self.active = None;
+        }
+    }
+
+    fn run_scheduled_start(&mut self) -> Result<()> {
+        let Some(at) = self.scheduled_start else { return Ok(()) };
+        if Instant::now() < at {
+            return Ok(());
+        }
+        self.scheduled_start = None;
+        if self.program.is_some() || self.active.is_none() {
+            return Ok(());
+        }
+        self.change_started = Instant::now();
+        self.start_program()?;
+        self.awaiting_ready = Some(AwaitingReady { build: Duration::ZERO, spawned: Instant::now() });
+        ui::success(format!("started pid {} again (restart-on-crash)", self.program.as_ref().map(|p| p.pid()).unwrap_or_default()));
+        Ok(())
+    }
+
+    /// Restart time counts to the program's first accept, not to its spawn.
+    fn check_ready(&mut self) {
+        let (Some(waiting), Some(program)) = (&self.awaiting_ready, &self.program) else { return };
+        if let Some(address) = crate::sockets::accepting(program.pid()) {
+            ui::success(format!(
+                "pid {} accepting on {address}: ready {} after the change (build {}, start to first accept {})",
+                program.pid(),
+                ui::ms(self.change_started.elapsed()),
+                ui::ms(waiting.build),
+                ui::ms(waiting.spawned.elapsed()),
+            ));
+            self.awaiting_ready = None;
+        } else if waiting.spawned.elapsed() > READY_TIMEOUT {
+            self.awaiting_ready = None;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Every unsafe operation of cargo-hot, each with the invariant it relies on: mapping
 //! artifacts read-only, signalling processes, and the parent-death signal of the program.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +31,52 @@ pub fn signal_group(pid: u32, signal: libc::c_int) {
 pub fn process_exists(pid: i32) -> bool {
     // SAFETY: signal 0 performs only the existence and permission check.
     pid > 0 && unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// A close-on-exec duplicate of `fd` numbered at least `min`.
+pub fn dup_cloexec_at_least(fd: &OwnedFd, min: RawFd) -> Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor we own returns a new descriptor (or -1),
+    // which we then own exclusively.
+    let duplicate = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if duplicate < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(duplicate) })
+}
+
+/// Moves descriptor `from` to number `to` (inheritable across exec) and closes `from`.
+/// Used by the trampoline, a single-threaded process about to exec.
+pub fn move_fd(from: RawFd, to: RawFd) -> std::io::Result<()> {
+    if from == to {
+        // SAFETY: clears close-on-exec on a descriptor this process inherited.
+        return if unsafe { libc::fcntl(from, libc::F_SETFD, 0) } < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+    }
+    // SAFETY: dup2 onto `to` (which the caller reserves for this socket; cargo hot's copies
+    // are numbered 100 and up, so `to` never holds another of them) clears close-on-exec on
+    // the new descriptor; then the inherited original is closed, which nothing else uses.
+    unsafe {
+        if libc::dup2(from, to) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::close(from);
+    }
+    Ok(())
+}
+
+/// Lets `fds` (close-on-exec in cargo hot) be inherited by the spawned trampoline.
+pub fn inherit_fds(command: &mut Command, fds: Vec<RawFd>) {
+    // SAFETY: runs between fork and exec; fcntl is async-signal-safe, allocates nothing, and
+    // the descriptors are cargo hot's listening sockets, open for the whole session.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &fds {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes the spawned program die with cargo hot, even when cargo hot is killed by SIGKILL.

@@ -12,6 +12,11 @@ use crate::protocol::{self, ChildMessage, ParentMessage, ReloadOutcome, PROTOCOL
 /// Called from the ELF constructor in [`loader`]. Does nothing unless [`crate::IPC_ENV`] is set.
 pub(crate) fn start_if_hot() {
     let Some(path) = std::env::var_os(crate::IPC_ENV) else { return };
+    if std::env::var_os(crate::protocol::TRAMPOLINE_ENV).is_some() {
+        return;
+    }
+    // Before `main` can move or wrap them: which sockets did cargo hot pass down?
+    loader::remember_inherited_sockets();
     let path = PathBuf::from(path);
     let spawned = std::thread::Builder::new().name("cargo-hot-agent".into()).spawn(move || {
         if let Err(err) = serve(&path) {
@@ -37,6 +42,7 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
             Ok(ParentMessage::Reload { id, patch, exports }) => {
                 ChildMessage::Reloaded { id, outcome: reload(&patch, &exports) }
             }
+            Ok(ParentMessage::Drain { id }) => ChildMessage::Drained { id, descriptors: loader::stop_accepting() },
             Err(err) => {
                 eprintln!("[hot] ignoring a message this runtime does not understand ({err}); is the hot crate older than cargo-hot?");
                 continue;

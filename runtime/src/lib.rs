@@ -32,6 +32,34 @@ mod loader;
 /// socket is. When it is absent the runtime stays inert.
 pub const IPC_ENV: &str = "CARGO_HOT_IPC";
 
+/// The listening TCP socket for `address`, non-blocking, ready for
+/// `tokio::net::TcpListener::from_std`.
+///
+/// Under `cargo hot run --listen ADDR` (or systemd socket activation) this is the socket
+/// cargo hot holds open across restarts, so no connection is refused while the program
+/// restarts. Otherwise the address is bound here.
+///
+/// ```no_run
+/// # async fn f() -> std::io::Result<()> {
+/// let listener = hot::listener("127.0.0.1:3000")?;
+/// // let listener = tokio::net::TcpListener::from_std(listener)?;
+/// # Ok(()) }
+/// ```
+#[cfg(all(feature = "agent", unix))]
+pub fn listener<A: std::net::ToSocketAddrs>(address: A) -> std::io::Result<std::net::TcpListener> {
+    let wanted: Vec<std::net::SocketAddr> = address.to_socket_addrs()?.collect();
+    for inherited in loader::inherited_listeners() {
+        if inherited.local_addr().is_ok_and(|local| wanted.contains(&local)) {
+            let listener = inherited.try_clone()?;
+            listener.set_nonblocking(true)?;
+            return Ok(listener);
+        }
+    }
+    let listener = std::net::TcpListener::bind(&wanted[..])?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Whether this process was started by `cargo hot` (and so may receive patches).
 pub fn is_hot() -> bool {
     std::env::var_os(IPC_ENV).is_some()

@@ -97,6 +97,87 @@ fn last_dl_error() -> String {
     }
 }
 
+/// The listening sockets passed to this process by the systemd convention (cargo hot's
+/// `listen`, systemd socket activation, systemfd): descriptors 3.. when `LISTEN_PID` is this
+/// process. Adopted once, for the whole process.
+pub(crate) fn inherited_listeners() -> &'static [std::net::TcpListener] {
+    static LISTENERS: std::sync::OnceLock<Vec<std::net::TcpListener>> = std::sync::OnceLock::new();
+    LISTENERS.get_or_init(|| {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+        let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if !for_us {
+            return Vec::new();
+        }
+        let mut listeners = Vec::new();
+        for fd in 3..3 + count.clamp(0, 64) {
+            // SAFETY: by the convention, descriptors 3..3+LISTEN_FDS are handed to the process
+            // named by LISTEN_PID, which we checked is us; the OnceLock adopts each exactly
+            // once. Anything that turns out not to be a listening TCP socket is released
+            // (into_raw_fd) without being closed.
+            let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+            if listener.local_addr().is_ok() {
+                // Close-on-exec, so the program's own children do not hold the port.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                listeners.push(listener);
+            } else {
+                let _ = listener.into_raw_fd();
+            }
+        }
+        listeners
+    })
+}
+
+/// (device, inode) of each socket passed down by LISTEN_FDS, recorded before `main`.
+static INHERITED_SOCKETS: std::sync::OnceLock<Vec<(u64, u64)>> = std::sync::OnceLock::new();
+
+fn identity(fd: i32) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` for a descriptor number (or fails); we read it only on success.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let stat = unsafe { stat.assume_init() };
+    ((stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+pub(crate) fn remember_inherited_sockets() {
+    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let sockets = if for_us { (3..3 + count.clamp(0, 64)).filter_map(identity).collect() } else { Vec::new() };
+    let _ = INHERITED_SOCKETS.set(sockets);
+}
+
+/// Makes every descriptor of this process that refers to an inherited listening socket
+/// refer to an unbound socket instead, so the program accepts no new connection (they wait
+/// in the kernel for the next program) while it finishes the ones it has. Returns how many
+/// descriptors were replaced.
+pub(crate) fn stop_accepting() -> usize {
+    let Some(sockets) = INHERITED_SOCKETS.get().filter(|s| !s.is_empty()) else { return 0 };
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    let fds: Vec<i32> = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    // SAFETY: creates a new socket that this function owns and closes below.
+    let dummy = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if dummy < 0 {
+        return 0;
+    }
+    let mut replaced = 0;
+    for fd in fds {
+        if fd != dummy && identity(fd).is_some_and(|id| sockets.contains(&id)) {
+            // SAFETY: dup2 atomically makes `fd` refer to the unbound dummy socket. The
+            // descriptor stays valid for whoever owns it (tokio, std), so no owner is
+            // invalidated; its next accept() fails (EINVAL) instead of taking a connection.
+            // The listening socket itself stays open in cargo hot, with its queue.
+            if unsafe { libc::dup2(dummy, fd) } == fd {
+                replaced += 1;
+            }
+        }
+    }
+    // SAFETY: `dummy` is ours; the duplicates made above keep the socket alive.
+    unsafe { libc::close(dummy) };
+    replaced
+}
+
 /// Starts the agent before `main` when the program runs under cargo hot. Using an ELF
 /// constructor means the host program needs no code change at all.
 #[cfg(target_os = "linux")]

@@ -7,6 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Set only in cargo-hot's own trampoline process (which passes listening sockets on and
+/// then execs the program, keeping its PID). The agent must not start there: its connection
+/// would die with the exec and be mistaken for the program's.
+pub const TRAMPOLINE_ENV: &str = "CARGO_HOT_LISTEN_SOURCE_FDS";
+
 /// Version of this protocol; a child speaking another one is restarted rather than patched.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -17,6 +22,9 @@ pub enum ParentMessage {
     /// Load the shared object at `patch` and point each listed export at its new code.
     /// `exports` are the keys after the `__hot_entry_` prefix (module path, name, signature hash).
     Reload { id: u64, patch: String, exports: Vec<String> },
+    /// Stop accepting on the sockets cargo hot passed down (LISTEN_FDS), before a stop: the
+    /// connections already accepted finish, new ones wait in the kernel for the next program.
+    Drain { id: u64 },
 }
 
 /// Messages from the program to cargo hot.
@@ -32,6 +40,8 @@ pub enum ChildMessage {
         #[serde(flatten)]
         outcome: ReloadOutcome,
     },
+    /// The answer to `Drain`: how many descriptors no longer accept.
+    Drained { id: u64, descriptors: usize },
 }
 
 /// What happened to one reload request.
@@ -83,6 +93,13 @@ mod tests {
         assert_eq!(decode::<ChildMessage>(&line).unwrap(), ok);
         let err = ChildMessage::Reloaded { id: 4, outcome: ReloadOutcome::Error { message: "undefined symbol: x".into() } };
         assert_eq!(decode::<ChildMessage>(&encode(&err)).unwrap(), err);
+    }
+
+    #[test]
+    fn drain_round_trips() {
+        assert_eq!(decode::<ParentMessage>(&encode(&ParentMessage::Drain { id: 9 })).unwrap(), ParentMessage::Drain { id: 9 });
+        let drained = ChildMessage::Drained { id: 9, descriptors: 2 };
+        assert_eq!(decode::<ChildMessage>(&encode(&drained)).unwrap(), drained);
     }
 
     #[test]

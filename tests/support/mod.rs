@@ -139,9 +139,13 @@ pub struct HotRun {
 
 impl HotRun {
     pub fn start(fixture: &Fixture, args: &[&str]) -> HotRun {
+        Self::start_with(fixture, args, &[], free_port())
+    }
+
+    /// Like `start`, with extra environment for cargo hot (and so the program), on `port`.
+    pub fn start_with(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], port: u16) -> HotRun {
         let lock = exclusive_build();
         fixture.touch_all();
-        let port = free_port();
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("cargo-hot.log");
         let out = std::fs::File::create(&log).unwrap();
@@ -152,6 +156,7 @@ impl HotRun {
             .current_dir(fixture.root())
             .env("CARGO_TARGET_DIR", shared_target_dir())
             .env("PORT", port.to_string())
+            .envs(env.iter().copied())
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -242,6 +247,10 @@ impl HotRun {
             assert!(Instant::now() < deadline, "timed out waiting on {path}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    pub fn cargo_hot_pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops cargo hot as Ctrl-C would; returns its exit status.

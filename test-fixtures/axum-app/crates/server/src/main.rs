@@ -29,18 +29,34 @@ async fn main() {
         .route("/slow", get(|Query(p): Query<SlowParams>| handlers::slow(p.ms.unwrap_or(500))))
         .route("/version", get(|| async { handlers::version() }))
         .route("/pid", get(|| async { std::process::id().to_string() }))
+        .route("/crash", get(|| async {
+            if std::env::var_os("NO_CRASH").is_none() {
+                std::process::abort();
+            }
+            "not crashing"
+        }))
         .with_state(state);
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
+    // Under `cargo hot run --listen 127.0.0.1:PORT` this is the socket cargo hot keeps open
+    // across restarts; otherwise it binds the address.
+    let listener = hot::listener(("127.0.0.1", port)).unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     println!("listening on http://127.0.0.1:{port}");
+    let ignore_sigterm = std::env::var_os("IGNORE_SIGTERM").is_some();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {
+                        if ignore_sigterm {
+                            println!("ignoring SIGTERM");
+                            continue;
+                        }
+                    }
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                break;
             }
         })
         .await

@@ -1,0 +1,167 @@
+//! Restarts that drop no connection, crash recovery and clean process handling, on the
+//! axum fixture (whose server takes its socket from `hot::listener`).
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Fixture, HotRun, CARGO_HOT};
+
+const HANDLERS: &str = "crates/handlers/src/lib.rs";
+const SHARED: &str = "crates/shared/src/lib.rs";
+const WAIT: Duration = Duration::from_secs(300);
+
+fn start_listening(fixture: &Fixture, extra: &[&str], env: &[(&str, &str)]) -> HotRun {
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["--listen", listen.as_str()];
+    args.extend_from_slice(extra);
+    HotRun::start_with(fixture, &args, env, port)
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
+}
+
+#[test]
+fn no_request_fails_under_load_across_patches_and_restarts() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &[], &[]);
+    let port = run.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            std::thread::spawn(move || {
+                // Bounded in time and count, loopback only.
+                let deadline = Instant::now() + Duration::from_secs(600);
+                let mut sent = 0u64;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && sent < 1_000_000 {
+                    sent += 1;
+                    match support::http(port, "GET", "/version", "") {
+                        Ok(_) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(err) => failures.lock().unwrap().push(err),
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+
+    let first_pid = run.pid();
+    let mut restarts = 0;
+    let mut patches = 0;
+    for round in 1..=2 {
+        fixture.edit(HANDLERS, &format!("handlers v{round}"), &format!("handlers v{}", round + 1));
+        run.wait_for_response("/version", WAIT, |b| b.starts_with(&format!("handlers v{}", round + 1)));
+        patches += 1;
+        let before = run.pid();
+        let mark = run.log().len();
+        fixture.edit(SHARED, &format!("shared-v{round}"), &format!("shared-v{}", round + 1));
+        run.wait_for_response("/version", WAIT, |b| b.ends_with(&format!("shared-v{}", round + 1)));
+        assert_ne!(run.pid(), before);
+        restarts += 1;
+        let log = run.wait_for_log(": ready", mark, WAIT);
+        assert!(log[mark..].contains(&format!("accepting on 127.0.0.1:{port}: ready")), "restart time is shown to first accept:\n{log}");
+        // Let the load run against the new program for a moment.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    let ok = ok.load(Ordering::SeqCst);
+    let failures = failures.lock().unwrap();
+    println!("load: {ok} requests ok, {} failed, across {patches} patches and {restarts} restarts", failures.len());
+    assert_ne!(run.pid(), first_pid);
+    assert!(ok > 100, "the load generator ran: {ok} requests");
+    assert!(failures.is_empty(), "{} of {} requests failed, e.g. {:?}\n{}", failures.len(), ok + failures.len() as u64, failures.first(), run.log());
+}
+
+#[test]
+fn a_crash_is_reported_and_the_next_edit_starts_the_program_again() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &[], &[]);
+    let pid = run.pid();
+    let mark = run.log().len();
+    assert!(run.get("/crash").is_err());
+    let log = run.wait_for_log("killed by SIGABRT", mark, WAIT);
+    assert!(log[mark..].contains(&format!("the program (pid {pid}) killed by SIGABRT")), "{log}");
+    assert!(log[mark..].contains("| listening on http://127.0.0.1"), "the last lines of output are shown:\n{log}");
+    assert!(!process_alive(pid));
+
+    // cargo hot kept running; a patch-worthy edit builds and starts the program.
+    fixture.edit(HANDLERS, "hello from v1", "hello after the crash");
+    let body = run.wait_for_response("/", WAIT, |b| b.contains("after the crash"));
+    assert!(body.starts_with("hello after the crash"));
+    assert_ne!(run.pid(), pid);
+}
+
+#[test]
+fn restart_on_crash_starts_the_program_again_with_backoff() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &["--restart-on-crash"], &[]);
+    let first = run.pid();
+    let mark = run.log().len();
+    assert!(run.get("/crash").is_err());
+    run.wait_for_log("again (restart-on-crash)", mark, WAIT);
+    let second: u32 = run.wait_for_response("/pid", WAIT, |p| p.trim() != first.to_string()).trim().parse().unwrap();
+    // A second quick crash waits longer: the backoff doubles, the loop never spins.
+    let mark = run.log().len();
+    assert!(run.get("/crash").is_err());
+    let log = run.wait_for_log("again (restart-on-crash)", mark, WAIT);
+    assert!(log[mark..].contains("starting it again in 1.00 s"), "{log}");
+    run.wait_for_response("/pid", WAIT, |p| p.trim() != second.to_string());
+}
+
+#[test]
+fn killing_cargo_hot_leaves_no_process_behind() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &[], &[]);
+    let pid = run.pid();
+    assert!(process_alive(pid));
+    Command::new("kill").args(["-KILL", &run.cargo_hot_pid().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_alive(pid) {
+        assert!(Instant::now() < deadline, "the program (pid {pid}) outlived cargo hot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_program_ignoring_sigterm_is_killed_after_the_shutdown_timeout() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &["--shutdown-timeout", "300ms"], &[("IGNORE_SIGTERM", "1")]);
+    let pid = run.pid();
+    let mark = run.log().len();
+    fixture.edit(SHARED, "shared-v1", "shared-v2");
+    let log = run.wait_for_log("was killed", mark, WAIT);
+    assert!(log[mark..].contains("ignoring SIGTERM"), "SIGTERM came first:\n{log}");
+    assert!(log[mark..].contains(&format!("pid {pid} did not stop within 300 ms of SIGTERM and was killed")), "{log}");
+    run.wait_for_response("/version", WAIT, |b| b.ends_with("shared-v2"));
+    assert!(!process_alive(pid));
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let fixture = Fixture::copy("axum-app");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = Command::new(CARGO_HOT)
+        .args(["hot", "run", "--listen", &address])
+        .current_dir(fixture.root())
+        .env("CARGO_TARGET_DIR", support::shared_target_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {address}: the address is already in use")), "{stderr}");
+}
