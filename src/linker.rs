@@ -161,17 +161,17 @@ pub fn run_with_response_file(driver: &str, args: &[String]) -> Result<std::proc
     let mut command = Command::new(driver);
     // The real linker (or anything it runs) must not mistake itself for cargo-hot's roles.
     command.env_remove(REAL_LINKER_ENV).env_remove(LINK_RECORD_ENV).env_remove(crate::capture::CAPTURE_DIR_ENV);
-    let _response_dir;
-    if total > 64 * 1024 {
+    // Removed when this function returns, after the linker has run.
+    let _response_dir = if total > 64 * 1024 {
         let dir = tempfile_dir()?;
         let file = dir.join("linker-arguments");
         std::fs::write(&file, write_response_file(args))?;
         command.arg(format!("@{}", file.display()));
-        _response_dir = Some(TempDir(dir));
+        Some(TempDir(dir))
     } else {
         command.args(args);
-        _response_dir = None;
-    }
+        None
+    };
     command.status().with_context(|| format!("cannot run the linker `{driver}`"))
 }
 

@@ -145,7 +145,7 @@ impl Session {
             "running `{}` with hot boundary {}; watching {} directories",
             self.plan.host.bin,
             boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
-            self.watcher.len()
+            self.watcher.directory_count()
         ));
         if !self.listeners.is_empty() {
             let addresses: Vec<String> = self.listeners.addresses().iter().map(|a| a.to_string()).collect();

@@ -111,7 +111,7 @@ impl FileWatcher {
     }
 
     /// Number of directories watched (shown at start).
-    pub fn len(&self) -> usize {
+    pub fn directory_count(&self) -> usize {
         self.watched.len()
     }
 }

@@ -25,7 +25,7 @@ impl Tree {
         std::fs::write(dir.path().join("crates/handlers/src/lib.rs"), "v0").unwrap();
         let (sender, wake) = mpsc::channel();
         let root = dir.path().canonicalize().unwrap();
-        let watcher = FileWatcher::new(&[root.clone()], &[root.join("target")], sender).unwrap();
+        let watcher = FileWatcher::new(std::slice::from_ref(&root), &[root.join("target")], sender).unwrap();
         Tree { dir, watcher, wake }
     }
 
@@ -35,18 +35,16 @@ impl Tree {
 
     /// The next burst, or None if nothing happens within `wait`.
     fn burst(&mut self, wait: Duration) -> Option<Vec<PathBuf>> {
-        loop {
-            match self.wake.recv_timeout(wait) {
-                Ok(Wake::Changed(first)) => {
-                    let mut paths = collect_burst(&self.wake, first, DEBOUNCE).unwrap();
-                    let found = self.watcher.follow_new_directories(&paths);
-                    paths.extend(found);
-                    return Some(paths);
-                }
-                Ok(Wake::WatchError(err)) => panic!("watcher error: {err}"),
-                Ok(Wake::Signal(_)) => unreachable!(),
-                Err(_) => return None,
+        match self.wake.recv_timeout(wait) {
+            Ok(Wake::Changed(first)) => {
+                let mut paths = collect_burst(&self.wake, first, DEBOUNCE).unwrap();
+                let found = self.watcher.follow_new_directories(&paths);
+                paths.extend(found);
+                Some(paths)
             }
+            Ok(Wake::WatchError(err)) => panic!("watcher error: {err}"),
+            Ok(Wake::Signal(_)) => unreachable!("no signals are sent here"),
+            Err(_) => None,
         }
     }
 }

@@ -138,7 +138,10 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
         return None;
     }
     let stat = unsafe { stat.assume_init() };
-    ((stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some((stat.st_dev as u64, stat.st_ino as u64))
+    // dev_t and ino_t are u64 on x86_64 glibc but not on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let identity = (stat.st_dev as u64, stat.st_ino as u64);
+    ((stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK).then_some(identity)
 }
 
 pub(crate) fn remember_inherited_sockets() {

@@ -325,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lib.rs");
         std::fs::write(&file, "struct A;").unwrap();
-        let (_, snapshot) = TypeDefinitions::of_files(&[file.clone()]).unwrap();
+        let (_, snapshot) = TypeDefinitions::of_files(std::slice::from_ref(&file)).unwrap();
         assert!(snapshot.unchanged());
         std::fs::write(&file, "struct B;").unwrap();
         assert!(!snapshot.unchanged());

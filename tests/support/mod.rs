@@ -62,7 +62,8 @@ impl Fixture {
         self.root().join(relative)
     }
 
-    fn manifests(&self) -> Vec<PathBuf> {
+    /// Every file of the copy.
+    fn files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![self.root().to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -70,7 +71,7 @@ impl Fixture {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+                } else {
                     out.push(path);
                 }
             }
@@ -78,21 +79,17 @@ impl Fixture {
         out
     }
 
+    fn manifests(&self) -> Vec<PathBuf> {
+        self.files().into_iter().filter(|p| p.file_name().is_some_and(|n| n == "Cargo.toml")).collect()
+    }
+
     /// Marks every file as modified now. Cargo fingerprints path packages relative to the
     /// workspace root, so after another copy of the same fixture was built in the shared
     /// target dir, this copy's older files would look fresh; call it holding the build lock.
     pub fn touch_all(&self) {
         let now = std::time::SystemTime::now();
-        let mut stack = vec![self.root().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    std::fs::File::options().write(true).open(&path).unwrap().set_modified(now).unwrap();
-                }
-            }
+        for path in self.files() {
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(now).unwrap();
         }
     }
 
