@@ -73,8 +73,9 @@ struct Session {
     failure: Option<Failure>,
     /// Sockets cargo hot holds for the whole session (`listen`).
     listeners: crate::sockets::Listeners,
-    /// When the change being handled arrived, for "ready N ms after the change".
+    /// When the change being handled arrived, for "ready N ms after the edit", and what it was.
     change_started: Instant,
+    trigger: &'static str,
     /// A started program that has not yet begun accepting connections.
     awaiting_ready: Option<AwaitingReady>,
     /// restart-on-crash: when to start the crashed program again, and the current backoff.
@@ -132,6 +133,7 @@ impl Session {
             failure: None,
             listeners,
             change_started: Instant::now(),
+            trigger: "start of cargo hot",
             awaiting_ready: None,
             scheduled_start: None,
             // Doubled at the first crash: the first automatic start waits FIRST_BACKOFF.
@@ -166,6 +168,7 @@ impl Session {
                 Ok(Wake::WatchError(err)) => ui::warn(format!("file watcher: {err}")),
                 Ok(Wake::Changed(paths)) => {
                     self.change_started = Instant::now();
+                    self.trigger = "edit";
                     let mut paths = match crate::watch::collect_burst(&self.wake, paths, self.plan.config.debounce) {
                         Ok(paths) => paths,
                         Err(signal) => return Ok(self.shutdown(signal)),
@@ -492,6 +495,7 @@ impl Session {
             return Ok(());
         }
         self.change_started = Instant::now();
+        self.trigger = "scheduled start";
         self.start_program()?;
         self.awaiting_ready = Some(AwaitingReady { build: Duration::ZERO, spawned: Instant::now() });
         ui::success(format!("started pid {} again (restart-on-crash)", self.program.as_ref().map(|p| p.pid()).unwrap_or_default()));
@@ -503,9 +507,10 @@ impl Session {
         let (Some(waiting), Some(program)) = (&self.awaiting_ready, &self.program) else { return };
         if let Some(address) = crate::sockets::accepting(program.pid()) {
             ui::success(format!(
-                "pid {} accepting on {address}: ready {} after the change (build {}, start to first accept {})",
+                "pid {} accepting on {address}: ready {} after the {} (build {}, start to first accept {})",
                 program.pid(),
                 ui::ms(self.change_started.elapsed()),
+                self.trigger,
                 ui::ms(waiting.build),
                 ui::ms(waiting.spawned.elapsed()),
             ));
