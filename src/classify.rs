@@ -200,6 +200,9 @@ impl DependencyTree {
 
 fn restart_by_name(path: &Path) -> Option<&'static str> {
     let name = path.file_name()?.to_str()?;
+    if name == "build.rs" && !path.with_file_name("Cargo.toml").is_file() {
+        return None; // a module named build.rs, not a package's build script
+    }
     if let Some((_, reason)) = RESTART_FILES.iter().find(|(file, _)| *file == name) {
         return Some(reason);
     }
@@ -283,9 +286,18 @@ mod tests {
 
     #[test]
     fn manifests_and_config_files_restart_wherever_they_are() {
-        for path in ["/ws/Cargo.toml", "/ws/h/Cargo.toml", "/ws/Cargo.lock", "/ws/h/build.rs", "/ws/.env", "/ws/.cargo/config.toml", "/ws/rust-toolchain.toml"] {
+        for path in ["/ws/Cargo.toml", "/ws/h/Cargo.toml", "/ws/Cargo.lock", "/ws/.env", "/ws/.cargo/config.toml", "/ws/rust-toolchain.toml"] {
             assert_eq!(action(path), Action::Restart, "{path}");
         }
+    }
+
+    #[test]
+    fn build_rs_is_a_build_script_only_beside_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
+        assert_eq!(restart_by_name(&dir.path().join("build.rs")), Some("a build script changed"));
+        assert_eq!(restart_by_name(&dir.path().join("src/build.rs")), None, "a module named build.rs");
     }
 
     #[test]

@@ -52,12 +52,19 @@ impl PartialEq for PathRule {
 
 impl PathRule {
     fn new(pattern: &str, base_dir: &Path, origin: &str, key: &str) -> Result<Self> {
-        let matcher = globset::GlobBuilder::new(pattern.trim_start_matches("./"))
+        // `../shared/templates`, `/etc/app/*.toml`, `docs/`: matched as one absolute pattern.
+        let joined = crate::depinfo::normalize(&base_dir.join(pattern.trim_end_matches('/')));
+        let (base_dir, relative) = if pattern.starts_with('/') || pattern.starts_with("..") {
+            (PathBuf::from("/"), joined.strip_prefix("/").unwrap_or(&joined).to_string_lossy().into_owned())
+        } else {
+            (base_dir.to_path_buf(), pattern.trim_start_matches("./").trim_end_matches('/').to_string())
+        };
+        let matcher = globset::GlobBuilder::new(&relative)
             .literal_separator(true)
             .build()
             .map_err(|err| anyhow!("`{key}` in {origin}: `{pattern}` is not a valid glob ({})", err.kind()))?
             .compile_matcher();
-        Ok(PathRule { pattern: pattern.to_string(), base_dir: base_dir.to_path_buf(), origin: origin.to_string(), matcher })
+        Ok(PathRule { pattern: pattern.to_string(), base_dir, origin: origin.to_string(), matcher })
     }
 
     #[cfg(test)]
@@ -74,8 +81,8 @@ impl PathRule {
 
     /// The directory to watch for this rule: its longest literal prefix.
     pub fn watch_root(&self) -> PathBuf {
-        let literal: Vec<&str> = self
-            .pattern
+        let pattern = self.matcher.glob().glob().to_string();
+        let literal: Vec<&str> = pattern
             .split('/')
             .take_while(|part| !part.contains(['*', '?', '[', '{']))
             .collect();
@@ -192,8 +199,10 @@ impl HotConfig {
                         let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str()).map_err(|_| {
                             anyhow!("`listen` in {origin}: `{text}` is not an address; write it as 127.0.0.1:3000 or localhost:3000")
                         })?;
-                        addresses.extend(resolved.take(1));
+                        // `localhost:3000` is both 127.0.0.1 and ::1: clients may try either.
+                        addresses.extend(resolved);
                     }
+                    addresses.dedup();
                     self.listen = addresses;
                 }
                 "restart-on-crash" => match value {
@@ -204,7 +213,7 @@ impl HotConfig {
                 "shutdown-timeout" => self.shutdown_timeout = parse_duration(key, value, origin)?,
                 "env-file" => match value {
                     Value::String(s) if !s.is_empty() => {
-                        let path = base_dir.join(s);
+                        let path = crate::depinfo::normalize(&base_dir.join(s));
                         if !path.is_file() {
                             bail!("`env-file` in {origin}: {} does not exist; create it or remove the key", path.display());
                         }
@@ -321,6 +330,10 @@ mod tests {
         let rule = PathRule::new("**/*.sql", Path::new("/ws"), "x", "restart").unwrap();
         assert!(rule.matches(Path::new("/ws/a/b/c.sql")));
         assert_eq!(PathRule::new("migrations/**/*.sql", Path::new("/ws"), "x", "watch").unwrap().watch_root(), PathBuf::from("/ws"));
+        // Outside the manifest's directory, absolute, or written with a trailing slash.
+        assert!(PathRule::new("../shared/tpl/**", Path::new("/ws/server"), "x", "watch").unwrap().matches(Path::new("/ws/shared/tpl/a.html")));
+        assert!(PathRule::new("/etc/app/*.toml", Path::new("/ws"), "x", "restart").unwrap().matches(Path::new("/etc/app/main.toml")));
+        assert!(PathRule::new("docs/", Path::new("/ws"), "x", "ignore").unwrap().matches(Path::new("/ws/docs/a.md")));
     }
 
     #[test]

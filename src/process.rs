@@ -95,6 +95,18 @@ impl RunningProgram {
             return Ok(status);
         }
         sys::signal_group(self.pid(), libc::SIGTERM);
+        self.finish(timeout)
+    }
+
+    /// SIGTERM to the process group, without waiting.
+    pub fn terminate(&mut self) {
+        if self.try_exit().is_none() {
+            sys::signal_group(self.pid(), libc::SIGTERM);
+        }
+    }
+
+    /// Waits up to `timeout` for an exit that was asked for, then SIGKILL.
+    pub fn finish(mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.try_exit() {

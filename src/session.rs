@@ -35,7 +35,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ui::warn("hot patching is implemented for Linux (ELF) only; on this platform every edit restarts the program");
     }
     let plan = metadata::plan(&args.selection, &args.options)?;
-    let mut session = Session::new(plan, args.program_args)?;
+    let mut session = Session::new(plan, args.options, args.program_args)?;
     session.run()
 }
 
@@ -63,6 +63,8 @@ enum Failure {
 
 struct Session {
     plan: Plan,
+    /// The command line's settings, to plan again after a manifest changes.
+    options: crate::cli::HotOptions,
     program_args: Vec<OsString>,
     wake: Receiver<Wake>,
     watcher: FileWatcher,
@@ -97,7 +99,7 @@ const DRAIN_GRACE: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Session {
-    fn new(plan: Plan, program_args: Vec<OsString>) -> Result<Self> {
+    fn new(plan: Plan, options: crate::cli::HotOptions, program_args: Vec<OsString>) -> Result<Self> {
         let session_dir = plan.session_dir();
         std::fs::create_dir_all(&session_dir).with_context(|| format!("cannot create {}", session_dir.display()))?;
         remove_dead_sessions(&session_dir.join("patches"));
@@ -108,10 +110,13 @@ impl Session {
         let signals = sender.clone();
         let mut roots = vec![plan.workspace_root.clone()];
         roots.extend(plan.local_package_dirs.iter().cloned());
-        roots.extend(plan.config.watch.iter().map(|rule| rule.watch_root()).filter(|dir| dir.is_dir()));
         roots.sort();
         roots.dedup_by(|inner, outer| inner.starts_with(outer));
-        let watcher = FileWatcher::new(&roots, std::slice::from_ref(&plan.target_dir), sender)?;
+        let mut watcher = FileWatcher::new(&roots, std::slice::from_ref(&plan.target_dir), sender)?;
+        // What the user asked to watch is watched even where .gitignore says otherwise.
+        for root in plan.config.watch.iter().map(|rule| rule.watch_root()).filter(|dir| dir.is_dir()) {
+            watcher.add_named_tree(&root)?;
+        }
         let mut handler = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
             .context("cannot install signal handlers")?;
         std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -123,6 +128,7 @@ impl Session {
         })?;
         Ok(Session {
             plan,
+            options,
             program_args,
             wake,
             watcher,
@@ -179,14 +185,14 @@ impl Session {
                         self.report_error(err);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.check_program();
-                    self.check_ready();
-                    if let Err(err) = self.run_scheduled_start() {
-                        self.report_error(err);
-                    }
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => anyhow::bail!("the file watcher stopped"),
+            }
+            // Every turn, not only when idle: a busy workspace must not hide a crash.
+            self.check_program();
+            self.check_ready();
+            if let Err(err) = self.run_scheduled_start() {
+                self.report_error(err);
             }
         }
     }
@@ -213,6 +219,9 @@ impl Session {
         match plan {
             classify::Plan::Restart { path, reason } => {
                 ui::info(format!("{} changed → restart ({reason})", self.display(&path)));
+                if paths.iter().any(|p| is_manifest(p)) {
+                    self.replan()?;
+                }
                 self.rebuild_and_restart(Some(reason))?;
             }
             classify::Plan::Patch { boundaries, paths } => {
@@ -231,6 +240,17 @@ impl Session {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A manifest changed: boundaries, their dependencies and the rules may have too.
+    /// (Sockets are bound once per session: a new `listen` needs a new cargo hot.)
+    fn replan(&mut self) -> Result<()> {
+        let plan = metadata::plan(&self.plan.selection, &self.options)?;
+        if plan.config.listen != self.plan.config.listen {
+            ui::warn("`listen` changed: restart cargo hot to bind the new addresses");
+        }
+        self.plan = plan;
         Ok(())
     }
 
@@ -396,30 +416,46 @@ impl Session {
             }
         }
         let build_time = build.duration;
+        let root = &self.plan.workspace_root;
+        let compiled_dirs: std::collections::BTreeSet<PathBuf> =
+            tree.all.iter().filter(|f| f.starts_with(root)).filter_map(|f| f.parent().map(PathBuf::from)).collect();
+        self.watcher.add_directories(compiled_dirs);
         self.active = Some(Active { build, image, tree, types });
 
+        // Read before anything is stopped: a broken env-file keeps the old program running.
+        let env = self.plan.config.env_vars()?;
         let restarting = self.program.is_some();
-        if let Some(old) = self.program.take() {
+        let mut stopping = None;
+        if let Some(mut old) = self.program.take() {
             let pid = old.pid();
+            let mut drained = false;
             if !self.listeners.is_empty() {
                 // Stop the old program accepting first: a connection it accepted just before
                 // SIGTERM but had not read yet would be reset by a graceful shutdown.
                 if let Ok(descriptors) = self.ipc.drain(pid, Duration::from_secs(1)) {
                     if descriptors > 0 {
                         std::thread::sleep(DRAIN_GRACE);
+                        drained = true;
                     }
                 }
             }
             self.ipc.disconnect();
-            let status = old.stop(self.plan.config.shutdown_timeout)?;
-            if status.code().is_none() && status.signal_is_kill() {
-                ui::warn(format!(
-                    "pid {pid} did not stop within {} of SIGTERM and was killed",
-                    ui::ms(self.plan.config.shutdown_timeout)
-                ));
+            if drained {
+                // It accepts nothing more: the new program can take the queue while the old
+                // one finishes its requests (a long-lived stream must not hold everyone up).
+                old.terminate();
+                stopping = Some(old);
+            } else {
+                let status = old.stop(self.plan.config.shutdown_timeout)?;
+                report_forced_stop(pid, status, self.plan.config.shutdown_timeout);
             }
         }
-        self.start_program()?;
+        self.start_program_with(env)?;
+        if let Some(old) = stopping {
+            let pid = old.pid();
+            let status = old.finish(self.plan.config.shutdown_timeout)?;
+            report_forced_stop(pid, status, self.plan.config.shutdown_timeout);
+        }
         self.awaiting_ready = Some(AwaitingReady { build: build_time, spawned: Instant::now() });
         let pid = self.program.as_ref().map(|p| p.pid()).unwrap_or_default();
         match (restarting, reason) {
@@ -430,9 +466,13 @@ impl Session {
     }
 
     fn start_program(&mut self) -> Result<()> {
+        let env = self.plan.config.env_vars()?;
+        self.start_program_with(env)
+    }
+
+    fn start_program_with(&mut self, env: Vec<(String, String)>) -> Result<()> {
         let active = self.active.as_ref().expect("a build exists");
-        let mut env: Vec<(OsString, OsString)> =
-            self.plan.config.env_vars()?.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut env: Vec<(OsString, OsString)> = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         env.push((hot::IPC_ENV.into(), self.ipc.path().into()));
         env.push(("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()));
         let launch = Launch {
@@ -537,6 +577,17 @@ fn sorted(files: &[PathBuf]) -> Vec<&PathBuf> {
     let mut sorted: Vec<&PathBuf> = files.iter().collect();
     sorted.sort();
     sorted
+}
+
+fn is_manifest(path: &std::path::Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "Cargo.toml" || name == "Cargo.lock" || path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo")
+}
+
+fn report_forced_stop(pid: u32, status: std::process::ExitStatus, timeout: Duration) {
+    if status.code().is_none() && status.signal_is_kill() {
+        ui::warn(format!("pid {pid} did not stop within {} of SIGTERM and was killed", ui::ms(timeout)));
+    }
 }
 
 /// A socket path in a directory only this user can enter (and short enough for the

@@ -63,11 +63,36 @@ impl FileWatcher {
 
     /// Adds watches for `dir` and every directory below it that is not excluded or ignored.
     pub fn add_tree(&mut self, dir: &Path) -> Result<()> {
+        self.add_tree_with(dir, true)
+    }
+
+    /// Adds watches for a tree the user named (`watch`), git-ignored or not.
+    pub fn add_named_tree(&mut self, dir: &Path) -> Result<()> {
+        self.add_tree_with(dir, false)
+    }
+
+    /// Watches the directories holding files a crate compiles, even git-ignored ones
+    /// (generated code included with `include!`).
+    pub fn add_directories(&mut self, dirs: impl IntoIterator<Item = PathBuf>) {
+        for dir in dirs {
+            if !self.watched.contains(&dir)
+                && dir.is_dir()
+                && !is_excluded(&dir, &self.excluded)
+                && self.watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok()
+            {
+                self.watched.insert(dir);
+            }
+        }
+    }
+
+    fn add_tree_with(&mut self, dir: &Path, respect_gitignore: bool) -> Result<()> {
         let dir = dir.canonicalize().with_context(|| format!("cannot watch {}", dir.display()))?;
         let excluded = self.excluded.clone();
         let walker = ignore::WalkBuilder::new(&dir)
             .hidden(false)
             .require_git(false)
+            .git_ignore(respect_gitignore)
+            .ignore(respect_gitignore)
             .filter_entry(move |entry| {
                 entry.file_type().is_some_and(|t| t.is_dir()) && entry.file_name() != ".git" && !is_excluded(entry.path(), &excluded)
             })
@@ -93,7 +118,12 @@ impl FileWatcher {
     pub fn follow_new_directories(&mut self, paths: &[PathBuf]) -> Vec<PathBuf> {
         let mut found = Vec::new();
         for path in paths {
-            if path.is_dir() && !self.watched.contains(path) && !is_excluded(path, &self.excluded) {
+            // A directory in a burst is new, or was removed and created again (a generator's
+            // `rm -rf` then regenerate): its old watch died with it, so watch it afresh.
+            if path.is_dir() && !is_excluded(path, &self.excluded) {
+                if let Ok(canonical) = path.canonicalize() {
+                    self.watched.retain(|w| !w.starts_with(&canonical));
+                }
                 let _ = self.add_tree(path);
                 found.extend(
                     ignore::WalkBuilder::new(path)
@@ -116,6 +146,9 @@ impl FileWatcher {
     }
 }
 
+/// The longest a burst may last before it is handled anyway.
+const MAX_BURST: Duration = Duration::from_secs(2);
+
 /// Collects one burst: `first`, then every change that follows within `debounce` of the
 /// previous one. A save, an editor's write-rename dance or a `git checkout` of hundreds of
 /// files is one burst; changes made while the caller was busy (building) are already
@@ -123,7 +156,9 @@ impl FileWatcher {
 /// the collection with `Err(signal)`.
 pub fn collect_burst(wake: &Receiver<Wake>, first: Vec<PathBuf>, debounce: Duration) -> Result<Vec<PathBuf>, i32> {
     let mut paths = first;
-    loop {
+    // A file written without pause (a database, a log) must not hold the loop forever.
+    let deadline = std::time::Instant::now() + MAX_BURST;
+    while std::time::Instant::now() < deadline {
         match wake.recv_timeout(debounce) {
             Ok(Wake::Changed(more)) => paths.extend(more),
             Ok(Wake::Signal(signal)) => return Err(signal),

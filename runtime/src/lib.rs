@@ -55,6 +55,19 @@ pub fn listener<A: std::net::ToSocketAddrs>(address: A) -> std::io::Result<std::
             return Ok(listener);
         }
     }
+    let same_port = loader::inherited_listeners()
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .find(|inherited| wanted.iter().any(|w| w.port() == inherited.port()));
+    if let Some(inherited) = same_port {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "cargo hot holds port {} on {inherited}, not on {wanted:?}: use the same address in --listen and hot::listener",
+                inherited.port()
+            ),
+        ));
+    }
     let listener = std::net::TcpListener::bind(&wanted[..])?;
     listener.set_nonblocking(true)?;
     Ok(listener)

@@ -148,6 +148,13 @@ pub(crate) fn remember_inherited_sockets() {
     let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
     let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
     let sockets = if for_us { (3..3 + count.clamp(0, 64)).filter_map(identity).collect() } else { Vec::new() };
+    if for_us {
+        for fd in 3..3 + count.clamp(0, 64) {
+            // SAFETY: sets close-on-exec on a descriptor handed to this process, so that
+            // children the program starts before taking it never hold the port.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
     let _ = INHERITED_SOCKETS.set(sockets);
 }
 
