@@ -169,12 +169,7 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         let Some((_, _, rlib)) = artifacts.local_libs.iter().find(|(package, _, _)| *package == boundary.package) else {
             bail!("cargo did not build the boundary `{}` as part of `{}`", boundary.package, plan.host.bin);
         };
-        let key = rlib
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("lib"))
-            .and_then(|n| n.strip_suffix(".rlib"))
-            .ok_or_else(|| anyhow!("unexpected library file name {}", rlib.display()))?;
+        let key = unit_key(rlib).ok_or_else(|| anyhow!("unexpected library file name {}", rlib.display()))?;
         let record = RustcInvocation::record_path(&capture, key);
         if !record.is_file() {
             stale.push(rlib.clone());
@@ -209,8 +204,8 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         .into_iter()
         .filter(|(package, _, _)| !plan.boundaries.iter().any(|b| b.package == *package))
         .filter_map(|(package, manifest_dir, rlib)| {
-            let stem = rlib.file_name()?.to_str()?.strip_prefix("lib")?.strip_suffix(".rlib")?.to_string();
-            Some(LocalUnit { package, dep_info: rlib.with_file_name(format!("{stem}.d")), manifest_dir })
+            let dep_info = rlib.with_file_name(format!("{}.d", unit_key(&rlib)?));
+            Some(LocalUnit { package, dep_info, manifest_dir })
         })
         .collect();
     let host_dep_info = artifacts.executable.with_extension("d");
@@ -233,6 +228,12 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         link: link.expect("checked above"),
         duration: started.elapsed(),
     }))
+}
+
+/// `libhandlers-0f1e.rlib` → `handlers-0f1e`: the unit's key, as its capture record and
+/// dep-info are named.
+fn unit_key(rlib: &Path) -> Option<&str> {
+    rlib.file_name()?.to_str()?.strip_prefix("lib")?.strip_suffix(".rlib")
 }
 
 /// The record of the link that produced `executable`, if cargo hot's linker made it.

@@ -111,10 +111,12 @@ impl DependencyTree {
         for unit in &build.local_units {
             // cargo runs rustc from the workspace root for members, from the package root otherwise.
             let Ok(text) = std::fs::read_to_string(&unit.dep_info) else { continue };
-            let files = depinfo::parse(&text, workspace_root)
+            let files = depinfo::entries(&text)
                 .into_iter()
-                .zip(depinfo::parse(&text, &unit.manifest_dir))
-                .map(|(from_root, from_package)| if from_root.exists() { from_root } else { from_package })
+                .map(|file| {
+                    let from_root = depinfo::normalize(&workspace_root.join(&file));
+                    if from_root.exists() { from_root } else { depinfo::normalize(&unit.manifest_dir.join(&file)) }
+                })
                 .collect();
             tree.others.push((unit.package.clone(), files));
         }
@@ -196,6 +198,13 @@ impl DependencyTree {
             }
         }
     }
+}
+
+/// Files whose change may change the plan itself (boundaries, their dependencies, rules):
+/// manifests, the lock file and cargo's configuration.
+pub fn is_manifest(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "Cargo.toml" || name == "Cargo.lock" || path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo")
 }
 
 fn restart_by_name(path: &Path) -> Option<&'static str> {

@@ -13,13 +13,18 @@ pub fn read(path: &Path, base: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn parse(text: &str, base: &Path) -> Vec<PathBuf> {
+    entries(text).into_iter().map(|dep| normalize(&base.join(dep))).collect()
+}
+
+/// The dependencies of the first rule as written (relative ones unresolved).
+pub fn entries(text: &str) -> Vec<String> {
     // Join continuation lines, then take the first rule: `target: dep dep ...`.
     let joined = text.replace("\\\n", " ");
     let Some(rule) = joined.lines().find(|l| !l.trim().is_empty() && !l.starts_with('#')) else {
         return Vec::new();
     };
     let Some(deps) = split_rule(rule) else { return Vec::new() };
-    split_escaped(deps).into_iter().map(|dep| normalize(&base.join(dep))).collect()
+    split_escaped(deps)
 }
 
 /// Splits `target: deps` at the first unescaped `: ` (a path may contain escaped spaces).

@@ -90,11 +90,7 @@ impl RunningProgram {
 
     /// SIGTERM to the process group, then SIGKILL after `timeout`. Returns the exit status.
     pub fn stop(mut self, timeout: Duration) -> Result<ExitStatus> {
-        if let Some(status) = self.try_exit() {
-            sys::signal_group(self.pid(), libc::SIGKILL);
-            return Ok(status);
-        }
-        sys::signal_group(self.pid(), libc::SIGTERM);
+        self.terminate();
         self.finish(timeout)
     }
 

@@ -219,7 +219,7 @@ impl Session {
         match plan {
             classify::Plan::Restart { path, reason } => {
                 ui::info(format!("{} changed → restart ({reason})", self.display(&path)));
-                if paths.iter().any(|p| is_manifest(p)) {
+                if paths.iter().any(|p| classify::is_manifest(p)) {
                     self.replan()?;
                 }
                 self.rebuild_and_restart(Some(reason))?;
@@ -577,11 +577,6 @@ fn sorted(files: &[PathBuf]) -> Vec<&PathBuf> {
     let mut sorted: Vec<&PathBuf> = files.iter().collect();
     sorted.sort();
     sorted
-}
-
-fn is_manifest(path: &std::path::Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name == "Cargo.toml" || name == "Cargo.lock" || path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo")
 }
 
 fn report_forced_stop(pid: u32, status: std::process::ExitStatus, timeout: Duration) {

@@ -97,6 +97,14 @@ fn last_dl_error() -> String {
     }
 }
 
+/// The descriptors passed to this process by the systemd convention: 3..3+LISTEN_FDS when
+/// LISTEN_PID is this process, none otherwise.
+fn passed_descriptors() -> std::ops::Range<i32> {
+    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+    3..if for_us { 3 + count.clamp(0, 64) } else { 3 }
+}
+
 /// The listening sockets passed to this process by the systemd convention (cargo hot's
 /// `listen`, systemd socket activation, systemfd): descriptors 3.. when `LISTEN_PID` is this
 /// process. Adopted once, for the whole process.
@@ -104,13 +112,8 @@ pub(crate) fn inherited_listeners() -> &'static [std::net::TcpListener] {
     static LISTENERS: std::sync::OnceLock<Vec<std::net::TcpListener>> = std::sync::OnceLock::new();
     LISTENERS.get_or_init(|| {
         use std::os::fd::{FromRawFd, IntoRawFd};
-        let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
-        let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
-        if !for_us {
-            return Vec::new();
-        }
         let mut listeners = Vec::new();
-        for fd in 3..3 + count.clamp(0, 64) {
+        for fd in passed_descriptors() {
             // SAFETY: by the convention, descriptors 3..3+LISTEN_FDS are handed to the process
             // named by LISTEN_PID, which we checked is us; the OnceLock adopts each exactly
             // once. Anything that turns out not to be a listening TCP socket is released
@@ -145,15 +148,11 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
 }
 
 pub(crate) fn remember_inherited_sockets() {
-    let for_us = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
-    let count: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let sockets = if for_us { (3..3 + count.clamp(0, 64)).filter_map(identity).collect() } else { Vec::new() };
-    if for_us {
-        for fd in 3..3 + count.clamp(0, 64) {
-            // SAFETY: sets close-on-exec on a descriptor handed to this process, so that
-            // children the program starts before taking it never hold the port.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
+    let sockets = passed_descriptors().filter_map(identity).collect();
+    for fd in passed_descriptors() {
+        // SAFETY: sets close-on-exec on a descriptor handed to this process, so that
+        // children the program starts before taking it never hold the port.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     let _ = INHERITED_SOCKETS.set(sockets);
 }
