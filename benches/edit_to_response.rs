@@ -2,13 +2,16 @@
 //!
 //!     cargo bench --bench edit_to_response              # 7 edits of each kind
 //!     HOT_BENCH_EDITS=15 HOT_BENCH_PATCHES=200 cargo bench --bench edit_to_response
+//!     cargo bench --bench edit_to_response -- route     # only the added-route scenario
 //!
 //! Measures, each as the median (and p95) of repeated edits:
 //! - the floor: the boundary's bare rustc invocation, replayed as cargo hot captured it;
 //! - a cargo hot patch (edit in the boundary), same process;
 //! - a cargo hot restart (edit in the shared crate), new process;
 //! - the cargo-watch / bacon loop for the same boundary edit: `cargo build`, stop the
-//!   server, start it, first response.
+//!   server, start it, first response;
+//! - on test-fixtures/lifecycle-app, an edit that adds a route to the router that
+//!   `hot::axum::router` serves, to the new route's first response.
 //!
 //! With HOT_BENCH_PATCHES=N it also applies N patches and reports the program's resident
 //! memory growth per patch. Times are wall-clock on a shared machine: compare ratios
@@ -32,6 +35,10 @@ fn main() {
         return; // `cargo test --benches` probes; nothing to list.
     }
     let edits: usize = std::env::var("HOT_BENCH_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    if std::env::args().skip(1).any(|a| a == "route") {
+        print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route_times(edits))]);
+        return;
+    }
     let memory_patches: usize = std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let fixture = Fixture::copy("axum-app");
     eprintln!("fixture: {} · target dir: {}", fixture.root().display(), support::shared_target_dir().display());
@@ -103,17 +110,15 @@ fn main() {
     // The cargo-watch / bacon loop: cargo build, stop, start, first response.
     let restart_loop = restart_loop_times(&fixture, edits, &mut next_label);
 
+    let route = route_times(edits);
     let rows = [
         ("bare rustc of the boundary (floor)", &rustc_times),
         ("cargo hot: patch (boundary edit)", &patch_times),
         ("cargo hot: restart (shared crate edit)", &restart_times),
         ("cargo build + restart loop (boundary edit)", &restart_loop),
     ];
-    println!("\nedit → first response with the new code · test-fixtures/axum-app · {edits} edits each");
-    println!("{:<46} {:>10} {:>10} {:>10}", "", "median", "p95", "min");
-    for (name, times) in rows {
-        println!("{:<46} {:>10} {:>10} {:>10}", name, ms(median(times)), ms(p95(times)), ms(*times.iter().min().unwrap()));
-    }
+    print_rows("test-fixtures/axum-app", edits, &rows);
+    print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route)]);
     let patch = median(&patch_times);
     let floor = median(&rustc_times);
     println!();
@@ -145,6 +150,41 @@ fn main() {
             patch.as_secs_f64() * 1e3 - median(&stages[0].1).as_secs_f64() * 1e3
         );
     }
+}
+
+fn print_rows(fixture: &str, edits: usize, rows: &[(&str, &Vec<Duration>)]) {
+    println!("\nedit → first response with the new code · {fixture} · {edits} edits each");
+    println!("{:<46} {:>10} {:>10} {:>10}", "", "median", "p95", "min");
+    for (name, times) in rows {
+        println!("{:<46} {:>10} {:>10} {:>10}", name, ms(median(times)), ms(p95(times)), ms(*times.iter().min().unwrap()));
+    }
+}
+
+/// Each edit adds a route to the router of test-fixtures/lifecycle-app (served through
+/// `hot::axum::router`); measured to the new route's first 200 response.
+fn route_times(edits: usize) -> Vec<Duration> {
+    const WEB: &str = "crates/web/src/lib.rs";
+    const ANCHOR: &str = ".route(\"/stats\", get(stats))";
+    let fixture = Fixture::copy("lifecycle-app");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    let mut times = Vec::new();
+    // One warm-up edit first, as for the other rows.
+    for i in 0..=edits {
+        let route = format!("/route{i}");
+        let body = format!("route {i}");
+        let patched_before = run.log().matches("patched `web`").count();
+        let started = Instant::now();
+        fixture.edit(WEB, ANCHOR, &format!("{ANCHOR}\n        .route({route:?}, get(|| async {{ {body:?} }}))"));
+        run.wait_for_log_count("patched `web`", patched_before + 1, WAIT);
+        run.wait_for_response_fast(&route, WAIT, |b| b == body);
+        if i > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    assert_eq!(run.pid(), pid, "every added route was a patch");
+    run.interrupt();
+    times
 }
 
 /// Reads `compile 123 ms` (or `in 1.20 s`) from a `patched ...` line.

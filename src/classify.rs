@@ -7,7 +7,8 @@
 //! 3. `restart` patterns, `watch` entries and the `env-file` → restart;
 //! 4. manifests, the lock file, build scripts, `.env`, cargo's and rustup's configuration → restart;
 //! 5. a file only one boundary compiles → patch that boundary, unless another boundary
-//!    depends on it (that boundary's compiled code calls the old functions directly) → restart;
+//!    depends on it (that boundary's compiled code calls the old functions directly), or the
+//!    file says `hot::decline!()` (now or in the version the program runs) → restart;
 //! 6. a file any other crate of the host compiles → restart;
 //! 7. anything else (git-ignored or not) → ignored: no crate compiles it.
 
@@ -90,8 +91,13 @@ pub struct DependencyTree {
     pub others: Vec<(String, HashSet<PathBuf>)>,
     /// Every file of every crate of the host, the host's own included.
     pub all: HashSet<PathBuf>,
+    /// The files of `all` that no boundary compiled when the host was built: `all` is these
+    /// plus the boundaries' current files (a patch may add or drop a module).
+    outside_boundaries: HashSet<PathBuf>,
     pub host: String,
     pub excluded: Vec<PathBuf>,
+    /// Boundary files whose loaded version says `hot::decline!()`.
+    pub declined: HashSet<PathBuf>,
 }
 
 impl DependencyTree {
@@ -120,18 +126,30 @@ impl DependencyTree {
                 .collect();
             tree.others.push((unit.package.clone(), files));
         }
-        tree.all = depinfo::read(&build.host_dep_info, workspace_root)?.into_iter().collect();
-        for (_, files) in tree.boundaries.iter().chain(&tree.others) {
-            tree.all.extend(files.iter().cloned());
+        let mut outside: HashSet<PathBuf> = depinfo::read(&build.host_dep_info, workspace_root)?.into_iter().collect();
+        for (_, files) in &tree.others {
+            outside.extend(files.iter().cloned());
         }
+        for (_, files) in &tree.boundaries {
+            outside.retain(|file| !files.contains(file));
+        }
+        tree.outside_boundaries = outside;
+        tree.recompute_all();
         Ok(tree)
     }
 
-    /// Re-reads one boundary's files after it was recompiled (a module may have been added).
+    /// Re-reads one boundary's files after it was recompiled (a module may have been added
+    /// or dropped: a file it no longer compiles is then compiled by no crate).
     pub fn update_boundary(&mut self, index: usize, files: Vec<PathBuf>) {
-        let files: HashSet<PathBuf> = files.into_iter().collect();
-        self.all.extend(files.iter().cloned());
-        self.boundaries[index].1 = files;
+        self.boundaries[index].1 = files.into_iter().collect();
+        self.recompute_all();
+    }
+
+    fn recompute_all(&mut self) {
+        self.all = self.outside_boundaries.clone();
+        for (_, files) in &self.boundaries {
+            self.all.extend(files.iter().cloned());
+        }
     }
 
     pub fn boundary_files(&self, index: usize) -> Vec<PathBuf> {
@@ -173,6 +191,14 @@ impl DependencyTree {
                         "compiled by the boundary `{}`, which the boundary `{dependent}` depends on: its compiled code calls the old functions directly",
                         self.boundaries[*index].0
                     ),
+                ),
+                None if crate::abi::source::declines(path) => Decision::new(
+                    Action::Restart,
+                    format!("it says `hot::decline!()`: edits to it always restart (`{}`)", self.boundaries[*index].0),
+                ),
+                None if self.declined.contains(path) => Decision::new(
+                    Action::Restart,
+                    format!("the version the program runs says `hot::decline!()` (`{}`)", self.boundaries[*index].0),
                 ),
                 None => Decision::new(Action::Patch(*index), format!("compiled only by the boundary `{}`", self.boundaries[*index].0)),
             },
@@ -269,7 +295,17 @@ mod tests {
         let ignore = vec![PathRule::for_tests("**/*.md", "/ws")];
         let watch = vec![PathRule::for_tests("migrations", "/ws")];
         let rules = Rules { restart, ignore, watch, env_file: Some("/ws/dev.env".into()), gitignore: None };
-        DependencyTree { boundaries, dependents: vec![vec![]], rules, others, all, host: "server".into(), excluded: vec!["/ws/target".into()] }
+        DependencyTree {
+            boundaries,
+            dependents: vec![vec![]],
+            rules,
+            others,
+            all,
+            host: "server".into(),
+            excluded: vec!["/ws/target".into()],
+            declined: HashSet::new(),
+            outside_boundaries: HashSet::new(),
+        }
     }
 
     fn action(path: &str) -> Action {
@@ -326,6 +362,20 @@ mod tests {
         let decision = t.classify(Path::new("/ws/h/src/lib.rs"));
         assert_eq!(decision.action, Action::Restart);
         assert!(decision.reason.contains("`jobs` depends on"), "{}", decision.reason);
+    }
+
+    #[test]
+    fn a_file_a_patch_dropped_from_the_boundary_is_compiled_by_no_crate() {
+        let mut t = tree();
+        t.outside_boundaries = t.all.iter().filter(|f| !t.boundaries[0].1.contains(*f)).cloned().collect();
+        t.outside_boundaries.insert("/ws/common.txt".into());
+        t.update_boundary(0, vec!["/ws/h/src/lib.rs".into(), "/ws/h/src/users.rs".into()]);
+        assert_eq!(t.classify(Path::new("/ws/h/src/users.rs")).action, Action::Patch(0));
+        t.update_boundary(0, vec!["/ws/h/src/lib.rs".into()]);
+        assert_eq!(t.classify(Path::new("/ws/h/src/users.rs")).action, Action::Ignore, "deleting it is no restart");
+        assert_eq!(t.classify(Path::new("/ws/h/src/page.html")).action, Action::Ignore);
+        assert_eq!(t.classify(Path::new("/ws/server/src/main.rs")).action, Action::Restart, "the host's files stay");
+        assert_eq!(t.classify(Path::new("/ws/common.txt")).action, Action::Restart);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::build::{self, BuildOutcome};
 use crate::classify::{Action, DependencyTree};
@@ -18,7 +18,7 @@ use crate::ui;
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let plan = metadata::plan(&args.selection, &args.options)?;
-    let tool = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+    let tool = crate::tool::stable_copy(&plan.tool_dir())?;
     let BuildOutcome::Built(build) = build::build_host(&plan, &tool)? else {
         bail!("the build failed; `explain` needs a successful build to know which crate compiles which file");
     };
@@ -61,9 +61,12 @@ fn summary(plan: &Plan, tree: &DependencyTree) -> String {
         };
         out.push_str(&format!("  {name}: {} files in {}{dependents}\n", files.len(), show(&boundary.manifest_dir)));
     }
-    out.push_str("other crates of the workspace (an edit restarts):\n");
+    out.push_str("other local crates (an edit restarts):\n");
     for (name, files) in &tree.others {
-        out.push_str(&format!("  {name}: {} files\n", in_workspace(files)));
+        let count = |n: usize| format!("{n} file{}", if n == 1 { "" } else { "s" });
+        let outside = files.len() - in_workspace(files);
+        let place = if outside == 0 { String::new() } else { format!(" ({} outside the workspace)", count(outside)) };
+        out.push_str(&format!("  {name}: {}{place}\n", count(files.len())));
     }
     out.push_str(&format!(
         "files compiled into `{}`: {} ({} in the workspace)\n",

@@ -19,8 +19,19 @@ pub struct IpcServer {
 
 struct Connection {
     pid: u32,
+    info: ProgramInfo,
     writer: UnixStream,
     reader: BufReader<UnixStream>,
+}
+
+/// What the program's runtime said about itself when it connected: what binding a patch's
+/// statics to the program's own copies needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProgramInfo {
+    /// Run-time address of the runtime's anchor symbol (0 if the runtime did not say).
+    pub anchor: u64,
+    /// Offset from the thread pointer to the executable's thread-local block.
+    pub tls_offset: Option<i64>,
 }
 
 impl IpcServer {
@@ -71,6 +82,11 @@ impl IpcServer {
             }
         }
         Ok(self.connection.as_mut().expect("set above"))
+    }
+
+    /// What the child `pid` said when it connected (waiting up to `timeout` for it to).
+    pub fn program_info(&mut self, pid: u32, timeout: Duration) -> Result<ProgramInfo> {
+        Ok(self.connection_for(pid, timeout)?.info)
     }
 
     /// Asks the child `pid` to stop accepting on the inherited sockets; returns how many
@@ -151,8 +167,8 @@ fn handshake(stream: UnixStream) -> Result<Option<Connection>> {
         return Ok(None);
     }
     match protocol::decode::<ChildMessage>(&line) {
-        Ok(ChildMessage::Hello { pid, protocol }) if protocol == PROTOCOL_VERSION => {
-            Ok(Some(Connection { pid, writer: stream, reader }))
+        Ok(ChildMessage::Hello { pid, protocol, anchor, tls_offset }) if protocol == PROTOCOL_VERSION => {
+            Ok(Some(Connection { pid, info: ProgramInfo { anchor, tls_offset }, writer: stream, reader }))
         }
         Ok(ChildMessage::Hello { protocol, .. }) => Err(anyhow!(
             "the program's `hot` runtime speaks protocol {protocol}, this cargo-hot speaks {PROTOCOL_VERSION}; use matching versions"
@@ -175,19 +191,22 @@ mod tests {
         let child = std::thread::spawn(move || {
             // A stale client from another process first: it must be skipped.
             let mut stale = UnixStream::connect(&child_path).unwrap();
-            stale.write_all(protocol::encode(&ChildMessage::Hello { pid: 1, protocol: PROTOCOL_VERSION }).as_bytes()).unwrap();
+            let hello = |pid| ChildMessage::Hello { pid, protocol: PROTOCOL_VERSION, anchor: 0x5000, tls_offset: Some(-64) };
+            stale.write_all(protocol::encode(&hello(1)).as_bytes()).unwrap();
             let mut stream = UnixStream::connect(&child_path).unwrap();
-            stream.write_all(protocol::encode(&ChildMessage::Hello { pid: 4242, protocol: PROTOCOL_VERSION }).as_bytes()).unwrap();
+            stream.write_all(protocol::encode(&hello(4242)).as_bytes()).unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let ParentMessage::Reload { id, exports, .. } = protocol::decode(&line).unwrap() else { panic!("expected a reload") };
-            let reply = ChildMessage::Reloaded { id, outcome: ReloadOutcome::Ok { load_micros: 5, switched: exports.len() } };
+            let outcome = ReloadOutcome::Ok { load_micros: 5, switched: exports.len(), base: 0x7000, rebuilt: vec![] };
+            let reply = ChildMessage::Reloaded { id, outcome };
             stream.write_all(protocol::encode(&reply).as_bytes()).unwrap();
             drop(stale);
         });
         let outcome = server.reload(4242, Path::new("/p.so"), &["h::a::h1".into()], Duration::from_secs(5)).unwrap();
-        assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1 });
+        assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1, base: 0x7000, rebuilt: vec![] });
+        assert_eq!(server.program_info(4242, Duration::from_secs(1)).unwrap(), ProgramInfo { anchor: 0x5000, tls_offset: Some(-64) });
         child.join().unwrap();
     }
 

@@ -9,7 +9,8 @@
 //! The modules, one concern each: [`metadata`] and [`config`] plan (which host, which
 //! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host; [`depinfo`]
 //! and [`classify`] decide what an edit means; [`watch`] sees edits; [`patch`] builds a
-//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program; [`ui`] talks.
+//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program; [`ui`] talks;
+//! [`tool`] keeps the copy of cargo-hot that the other processes run.
 
 pub mod abi;
 pub mod build;
@@ -27,6 +28,7 @@ pub mod process;
 pub mod session;
 pub mod sockets;
 pub mod sys;
+pub mod tool;
 pub mod ui;
 pub mod watch;
 

@@ -56,6 +56,11 @@ impl Plan {
     pub fn session_dir(&self) -> PathBuf {
         self.target_dir.join("hot").join(&self.host.bin)
     }
+
+    /// Where the copy of cargo-hot that cargo and the programs run is kept (see `tool`).
+    pub fn tool_dir(&self) -> PathBuf {
+        self.target_dir.join("hot").join("tool")
+    }
 }
 
 /// Reads the workspace and decides the plan. Command-line `options` override the manifests.

@@ -25,6 +25,8 @@ pub struct Launch {
     pub env: Vec<(OsString, OsString)>,
     /// Listening sockets to pass on (cargo hot's descriptors) and their LISTEN_FDNAMES.
     pub sockets: Vec<RawFd>,
+    /// The cargo-hot executable that passes them on (see `sockets::run_trampoline`).
+    pub trampoline: PathBuf,
     pub socket_names: String,
 }
 
@@ -46,7 +48,7 @@ impl RunningProgram {
             command
         } else {
             // The trampoline (cargo-hot itself) puts the sockets on 3.. and sets LISTEN_PID.
-            let mut command = Command::new(std::env::current_exe().context("cannot find cargo-hot's own executable")?);
+            let mut command = Command::new(&launch.trampoline);
             command.arg(&launch.executable).args(&launch.args);
             let fds: Vec<String> = launch.sockets.iter().map(|fd| fd.to_string()).collect();
             command.env(crate::sockets::TRAMPOLINE_ENV, fds.join(",")).env("LISTEN_FDNAMES", &launch.socket_names);

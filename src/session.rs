@@ -22,13 +22,14 @@ use crate::classify::{self, DependencyTree};
 use crate::cli::RunArgs;
 use crate::ipc::IpcServer;
 use crate::metadata::{self, Plan};
-use crate::patch;
+use crate::patch::{self, bind::Homes};
 use crate::process::{self, Launch, RunningProgram};
 use crate::ui;
 use crate::watch::{FileWatcher, Wake};
 
 /// How long the program may take to load a patch before cargo hot gives up and restarts it.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Includes the app's rebuilds (a router builder, jobs that take seconds to stop).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     if !cfg!(target_os = "linux") {
@@ -42,6 +43,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 /// What is known about the current host binary.
 struct Active {
     build: HostBuild,
+    /// How patches of this build are linked.
+    patch_linker: patch::PatchLinker,
     image: HostImage,
     tree: DependencyTree,
     /// Every version of the type definitions of each boundary loaded in the program (the
@@ -72,9 +75,13 @@ struct Session {
     active: Option<Active>,
     program: Option<RunningProgram>,
     patches: u64,
+    /// Where the running program keeps the boundaries' statics (None until its first patch).
+    homes: Option<Homes>,
     failure: Option<Failure>,
     /// Sockets cargo hot holds for the whole session (`listen`).
     listeners: crate::sockets::Listeners,
+    /// The copy of cargo-hot that cargo runs as wrapper and linker (see `tool`).
+    tool: PathBuf,
     /// When the change being handled arrived, for "ready N ms after the edit", and what it was.
     change_started: Instant,
     trigger: &'static str,
@@ -105,6 +112,7 @@ impl Session {
         remove_dead_sessions(&session_dir.join("patches"));
         // Bound before anything is built: a port in use is reported at once.
         let listeners = crate::sockets::Listeners::bind(&plan.config.listen)?;
+        let tool = crate::tool::stable_copy(&plan.tool_dir())?;
         let ipc = IpcServer::bind(&private_socket_path()?)?;
         let (sender, wake) = mpsc::channel();
         let signals = sender.clone();
@@ -136,8 +144,10 @@ impl Session {
             active: None,
             program: None,
             patches: 0,
+            homes: None,
             failure: None,
             listeners,
+            tool,
             change_started: Instant::now(),
             trigger: "start of cargo hot",
             awaiting_ready: None,
@@ -202,8 +212,12 @@ impl Session {
         let relevant: Vec<&PathBuf> = paths.iter().filter(|p| !crate::watch::is_excluded(p, excluded)).collect();
         let Some(active) = self.active.as_ref().filter(|_| self.failure != Some(Failure::Build)) else {
             // No good build to patch: any change that is not build output is worth a build.
-            if let Some(path) = relevant.first() {
+            // Name a file that is still there (an editor's temporary file is gone by now).
+            if let Some(path) = relevant.iter().find(|p| p.is_file()).or(relevant.first()) {
                 ui::info(format!("{} changed → build", self.display(path)));
+                if paths.iter().any(|p| classify::is_manifest(p)) {
+                    self.replan()?;
+                }
                 self.rebuild_and_restart(None)?;
             }
             return Ok(());
@@ -304,6 +318,7 @@ impl Session {
         };
         let active = self.active.as_mut().expect("patch needs a build");
         active.tree.update_boundary(index, new_files);
+        active.tree.declined.extend(current.declining_files().iter().cloned());
 
         // No type definition that the running program has loaded may change.
         let type_change = match &active.types[index] {
@@ -315,12 +330,24 @@ impl Session {
         }
         self.failure = None;
 
+        let Some(pid) = self.program.as_ref().map(RunningProgram::pid) else {
+            return self.fall_back("the program is not running").map(|_| false);
+        };
+        // Where the running program keeps the boundary's statics: the patch uses those copies.
+        if let Err(err) = self.find_homes(pid) {
+            return self.fall_back(&format!("{err:#}")).map(|_| false);
+        }
+        let homes = self.homes.as_mut().expect("found above");
+        homes.declare(current.declared_statics().clone());
+        let homes = &*homes;
         self.patches += 1;
+        let active = self.active.as_ref().expect("patch needs a build");
         let patch_dir = self.plan.session_dir().join("patches").join(std::process::id().to_string());
         let patch_path = patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.patches));
         std::fs::create_dir_all(&patch_dir)?;
-        let link_time = match patch::link(&unit.rlib, &active.build.link, &patch_dir.join("objects"), &patch_path) {
-            Ok(duration) => duration,
+        let linked = match patch::link(&unit.rlib, &active.patch_linker, &patch_dir.join("objects"), &patch_path, homes) {
+            Ok(Ok(linked)) => linked,
+            Ok(Err(unbindable)) => return self.fall_back(&unbindable.0).map(|_| false),
             Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
         };
         let checked = Instant::now();
@@ -331,24 +358,44 @@ impl Session {
         };
         let check_time = checked.elapsed();
 
-        let Some(program) = &self.program else {
-            return self.fall_back("the program is not running").map(|_| false);
-        };
-        let pid = program.pid();
         match self.ipc.reload(pid, &patch_path, &approved.exports, RELOAD_TIMEOUT) {
-            Ok(ReloadOutcome::Ok { load_micros, switched }) => {
+            Ok(ReloadOutcome::Ok { load_micros, switched, base, rebuilt }) => {
                 if let Some(Some(loaded)) = self.active.as_mut().map(|a| &mut a.types[index]) {
                     loaded.absorb(current);
                 }
+                // Statics this patch introduced keep their values in later patches too (if the
+                // program said where it loaded the patch).
+                match crate::abi::elf::read_statics(&patch_path, std::slice::from_ref(&unit.boundary.crate_name), "") {
+                    Ok((introduced, _)) if base != 0 => {
+                        if let Some(homes) = self.homes.as_mut() {
+                            homes.add_patch(&introduced, base);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => ui::warn(format!("cannot read the statics of {}: {err:#}", patch_path.display())),
+                }
+                let kept = describe_bound(linked.bound);
+                let rebuilt_summary = describe_rebuilt(&rebuilt);
                 ui::success(format!(
-                    "patched `{name}` in {} (compile {}, link {}, check {}, load {}) · {switched} export{} switched · pid {pid} kept",
+                    "patched `{name}` in {} (compile {}, link {}, check {}, load {}) · {switched} export{} switched{kept}{rebuilt_summary} · pid {pid} kept",
                     ui::ms(started.elapsed()),
                     ui::ms(compiled.duration),
-                    ui::ms(link_time),
+                    ui::ms(linked.duration),
                     ui::ms(check_time),
                     ui::ms(Duration::from_micros(load_micros)),
                     if switched == 1 { "" } else { "s" },
                 ));
+                for item in &rebuilt {
+                    if let Some(error) = &item.error {
+                        ui::warn(format!(
+                            "the {} created at {} was not rebuilt: {error}. The previous one keeps running; the next patch tries again",
+                            item.kind, item.name
+                        ));
+                    }
+                    if let Some(warning) = &item.warning {
+                        ui::warn(format!("the {} created at {}: {warning}", item.kind, item.name));
+                    }
+                }
                 Ok(true)
             }
             Ok(ReloadOutcome::Error { message }) => {
@@ -356,6 +403,17 @@ impl Session {
             }
             Err(err) => self.fall_back(&format!("{err:#}")).map(|_| false),
         }
+    }
+
+    /// The homes of the boundaries' statics in the running program `pid`, from what its
+    /// runtime said when it connected; computed once per program.
+    fn find_homes(&mut self, pid: u32) -> Result<()> {
+        if self.homes.is_none() {
+            let info = self.ipc.program_info(pid, Duration::from_secs(3))?;
+            let image = &self.active.as_ref().expect("patch needs a build").image;
+            self.homes = Some(Homes::of_program(&image.statics, image.anchor, info.anchor, info.tls_offset));
+        }
+        Ok(())
     }
 
     fn fall_back(&mut self, reason: &str) -> Result<()> {
@@ -367,7 +425,7 @@ impl Session {
     /// the old program running.
     fn rebuild_and_restart(&mut self, reason: Option<String>) -> Result<()> {
         ui::info(format!("building `{}`…", self.plan.host.bin));
-        let tool = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+        let tool = self.tool.clone();
         // What the boundaries' sources were when cargo started: if they differ afterwards,
         // the built program may hold other type definitions than the files now say.
         let before: Vec<SourceSnapshot> =
@@ -385,7 +443,8 @@ impl Session {
                 return Ok(());
             }
         };
-        let image = HostImage::read(&build.executable)?;
+        let crates: Vec<String> = build.boundaries.iter().map(|unit| unit.boundary.crate_name.clone()).collect();
+        let image = HostImage::read(&build.executable, &crates)?;
         let tree = DependencyTree::load(&build, &self.plan)?;
         let types = build
             .boundaries
@@ -397,9 +456,15 @@ impl Session {
                 if after != before[position] {
                     return None;
                 }
-                TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(definitions, _)| LoadedDefinitions::new(definitions))
+                TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(definitions, _)| definitions)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut tree = tree;
+        tree.declined.extend(types.iter().flatten().flat_map(|d| d.declining_files().iter().cloned()));
+        // v0-mangled names carry no hash of a static's type: its imports are checked instead.
+        let v0_mangling = image.statics.iter().any(|s| s.name.starts_with("_R"));
+        let types: Vec<Option<LoadedDefinitions>> =
+            types.into_iter().map(|d| d.map(|d| LoadedDefinitions::new(d).with_static_imports(v0_mangling))).collect();
         self.failure = None;
         for unit in &build.boundaries {
             if !unit.invocation.debug_assertions() {
@@ -420,7 +485,9 @@ impl Session {
         let compiled_dirs: std::collections::BTreeSet<PathBuf> =
             tree.all.iter().filter(|f| f.starts_with(root)).filter_map(|f| f.parent().map(PathBuf::from)).collect();
         self.watcher.add_directories(compiled_dirs);
-        self.active = Some(Active { build, image, tree, types });
+        let rustc = build.boundaries.first().map(|unit| unit.invocation.rustc.clone()).unwrap_or_else(|| "rustc".into());
+        let patch_linker = patch::PatchLinker::find(&build.link, &rustc);
+        self.active = Some(Active { build, patch_linker, image, tree, types });
 
         // Read before anything is stopped: a broken env-file keeps the old program running.
         let env = self.plan.config.env_vars()?;
@@ -460,7 +527,8 @@ impl Session {
         let pid = self.program.as_ref().map(|p| p.pid()).unwrap_or_default();
         match (restarting, reason) {
             (true, Some(reason)) => ui::success(format!("restarted (pid {pid}, build {}) because {reason}", ui::ms(build_time))),
-            (true, None) | (false, _) => ui::success(format!("started pid {pid} (build {})", ui::ms(build_time))),
+            (true, None) => ui::success(format!("restarted (pid {pid}, build {})", ui::ms(build_time))),
+            (false, _) => ui::success(format!("started pid {pid} (build {})", ui::ms(build_time))),
         }
         Ok(())
     }
@@ -481,8 +549,10 @@ impl Session {
             env,
             sockets: self.listeners.raw_fds(),
             socket_names: self.listeners.names(),
+            trampoline: self.tool.clone(),
         };
         self.program = Some(RunningProgram::spawn(&launch)?);
+        self.homes = None;
         Ok(())
     }
 
@@ -570,6 +640,31 @@ impl Session {
 
     fn display(&self, path: &std::path::Path) -> String {
         path.strip_prefix(&self.plan.workspace_root).unwrap_or(path).display().to_string()
+    }
+}
+
+/// ` · 2 statics and 1 thread-local kept` (empty when none were bound).
+fn describe_bound(bound: patch::bind::Bound) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match (bound.statics, bound.thread_locals) {
+        (0, 0) => String::new(),
+        (s, 0) => format!(" · {} kept", count(s, "static reference")),
+        (0, t) => format!(" · {} kept", count(t, "thread-local reference")),
+        (s, t) => format!(" · {} and {} kept", count(s, "static reference"), count(t, "thread-local reference")),
+    }
+}
+
+/// ` · rebuilt router (src/main.rs:31), scope (src/main.rs:24)`, the ones that succeeded.
+fn describe_rebuilt(rebuilt: &[hot::protocol::Rebuilt]) -> String {
+    let done: Vec<String> = rebuilt
+        .iter()
+        .filter(|r| r.error.is_none() && r.kind != "hook")
+        .map(|r| format!("{} ({})", r.kind, r.name))
+        .collect();
+    if done.is_empty() {
+        String::new()
+    } else {
+        format!(" · rebuilt {}", done.join(", "))
     }
 }
 

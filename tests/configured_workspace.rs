@@ -4,25 +4,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
-use support::{Fixture, HotRun, CARGO_HOT};
+use support::{explain, Fixture, HotRun};
 
 const WAIT: Duration = Duration::from_secs(300);
-
-fn explain(fixture: &Fixture, args: &[&str]) -> String {
-    let output = Command::new(CARGO_HOT)
-        .args(["hot", "explain"])
-        .args(args)
-        .current_dir(fixture.root())
-        .env("CARGO_TARGET_DIR", support::shared_target_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "explain failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    stdout
-}
 
 #[test]
 fn explain_says_what_each_change_does_and_why() {
@@ -107,4 +93,21 @@ fn two_boundaries_and_configured_files_while_running() {
     let log = run.wait_for_log("restarted", mark, WAIT);
     assert!(log[mark..].contains("a watched file"), "{log}");
     run.wait_for_response("/pid", WAIT, |p| p.trim() != third.to_string());
+
+    // A rule added while the build is broken applies once it is fixed.
+    let mark = run.log().len();
+    fixture.edit("crates/server/src/main.rs", "fn main() {", "fn main() { let broken: u8 = \"\";");
+    run.wait_for_log("the build failed", mark, WAIT);
+    let mark = run.log().len();
+    fixture.edit("Cargo.toml", "restart = [\"templates/**\"]", "restart = [\"templates/**\", \"notes.txt\"]");
+    run.wait_for_log("the build failed", mark, WAIT);
+    let mark = run.log().len();
+    fixture.edit("crates/server/src/main.rs", "fn main() { let broken: u8 = \"\";", "fn main() {");
+    run.wait_for_log("restarted", mark, WAIT);
+    let fourth = run.pid();
+    let mark = run.log().len();
+    std::fs::write(fixture.path("notes.txt"), "a new rule\n").unwrap();
+    let log = run.wait_for_log("restarted", mark, WAIT);
+    assert!(log[mark..].contains("matches restart pattern `notes.txt`"), "{log}");
+    run.wait_for_response("/pid", WAIT, |p| p.trim() != fourth.to_string());
 }

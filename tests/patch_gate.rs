@@ -9,7 +9,6 @@ use std::path::Path;
 use cargo_hot::abi::{self, HostImage};
 use cargo_hot::build::{self, BoundaryUnit, BuildOutcome};
 use cargo_hot::cli::Selection;
-use cargo_hot::linker::LinkRecord;
 use cargo_hot::{metadata, patch};
 use support::Fixture;
 
@@ -18,7 +17,7 @@ const HANDLERS: &str = "crates/handlers/src/lib.rs";
 struct Bench<'a> {
     fixture: &'a Fixture,
     unit: BoundaryUnit,
-    link: LinkRecord,
+    linker: patch::PatchLinker,
     image: HostImage,
     work: tempfile::TempDir,
     count: usize,
@@ -32,7 +31,9 @@ impl Bench<'_> {
         assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.diagnostics);
         self.count += 1;
         let output = self.work.path().join(format!("patch-{}.so", self.count));
-        patch::link(&self.unit.rlib, &self.link, &self.work.path().join("objects"), &output).unwrap();
+        // The axum fixture's boundary has no statics: nothing to bind.
+        let homes = patch::bind::Homes::default();
+        patch::link(&self.unit.rlib, &self.linker, &self.work.path().join("objects"), &output, &homes).unwrap().unwrap();
         abi::check_file(&self.image, "handlers", &output).unwrap()
     }
 }
@@ -53,7 +54,8 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     };
 
     // The host is patchable: every Rust symbol exported, the five exports present.
-    let image = HostImage::read(&host.executable).unwrap();
+    let image = HostImage::read(&host.executable, &["handlers".to_string()]).unwrap();
+    assert!(image.anchor.is_some(), "the runtime's anchor is in the host's symbol table");
     let exports: Vec<&String> = image.exports_of("handlers").collect();
     assert_eq!(exports.len(), 5, "{exports:?}");
     let tokio_symbols = image.symbols.defined.iter().filter(|s| s.contains("5tokio")).count();
@@ -63,7 +65,7 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     let mut bench = Bench {
         fixture: &fixture,
         unit: host.boundaries[0].clone(),
-        link: host.link.clone(),
+        linker: patch::PatchLinker::find(&host.link, &host.boundaries[0].invocation.rustc),
         image,
         work: tempfile::tempdir().unwrap(),
         count: 0,

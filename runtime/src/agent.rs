@@ -30,7 +30,12 @@ pub(crate) fn start_if_hot() {
 
 fn serve(path: &std::path::Path) -> std::io::Result<()> {
     let mut stream = UnixStream::connect(path)?;
-    let hello = ChildMessage::Hello { pid: std::process::id(), protocol: PROTOCOL_VERSION };
+    let hello = ChildMessage::Hello {
+        pid: std::process::id(),
+        protocol: PROTOCOL_VERSION,
+        anchor: loader::anchor_address(),
+        tls_offset: loader::executable_tls_offset(),
+    };
     stream.write_all(protocol::encode(&hello).as_bytes())?;
     let reader = BufReader::new(stream.try_clone()?);
     for line in reader.lines() {
@@ -53,10 +58,16 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Loads the patch and switches the exports, then lets the new code rebuild what the app
+/// built from boundary code (routers, values, scopes) and runs the reload hooks.
 fn reload(patch: &str, exports: &[String]) -> ReloadOutcome {
     let started = Instant::now();
     match loader::load_patch(patch, exports) {
-        Ok(switched) => ReloadOutcome::Ok { load_micros: started.elapsed().as_micros() as u64, switched },
+        Ok(loaded) => {
+            let load_micros = started.elapsed().as_micros() as u64;
+            let rebuilt = crate::lifecycle::after_patch();
+            ReloadOutcome::Ok { load_micros, switched: loaded.switched, base: loaded.base, rebuilt }
+        }
         Err(message) => ReloadOutcome::Error { message },
     }
 }

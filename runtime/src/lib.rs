@@ -12,10 +12,24 @@
 //!
 //! The host keeps calling `handlers::index(state).await` as an ordinary function.
 //!
+//! What the app built once at start-up from boundary code is rebuilt by the new code after
+//! each patch, when it was created through this crate:
+//! - [`axum::router`] (feature `axum`): the app's `Router`, so routes and middleware change
+//!   without a restart;
+//! - [`Hot`]: any other value (templates, a rules table, a tower service);
+//! - [`scope`] (feature `tokio`): background jobs and subscribers, stopped (with their
+//!   cleanups) before the new ones start;
+//! - [`on_reload`] and [`version`]: app code that wants to know.
+//!
+//! `static`s and `thread_local!`s of the boundary keep their values across patches: the new
+//! code uses the running program's copies. [`decline!`] marks a file whose edits always
+//! restart.
+//!
 //! - Run by `cargo hot` (the environment variable [`IPC_ENV`] is set): a background thread
 //!   connects to cargo hot's private channel and loads each patch it is sent; each exported
 //!   call costs one atomic load and an indirect call.
-//! - Run any other way: no thread, no socket, and exported functions call their own code.
+//! - Run any other way: no thread, no socket, exported functions call their own code, and
+//!   every build closure runs once.
 //! - Release builds (no `debug_assertions`): `#[hot::export]` emits the plain function.
 
 #[cfg(feature = "agent")]
@@ -28,9 +42,42 @@ mod agent;
 #[cfg(all(feature = "agent", unix))]
 mod loader;
 
+#[cfg(feature = "agent")]
+mod context;
+#[cfg(feature = "agent")]
+mod lifecycle;
+#[cfg(feature = "agent")]
+mod value;
+#[cfg(feature = "tokio")]
+mod scope;
+#[cfg(feature = "axum")]
+pub mod axum;
+
+#[cfg(feature = "agent")]
+pub use lifecycle::{on_reload, version};
+#[cfg(feature = "tokio")]
+pub use scope::{scope, Scope, ScopeGuard};
+#[cfg(feature = "agent")]
+pub use value::Hot;
+
 /// Environment variable through which `cargo hot` tells the program where its private IPC
 /// socket is. When it is absent the runtime stays inert.
 pub const IPC_ENV: &str = "CARGO_HOT_IPC";
+
+/// Says that edits to this file always restart the program instead of patching it
+/// (hot-hook's `decline()`): for a module whose effects only start-up code sees, or that you
+/// would rather never run half-old, half-new. Put it at the top level of the file:
+///
+/// ```
+/// hot::decline!();
+/// ```
+///
+/// cargo hot reads it from the source (`cargo hot explain FILE` shows it); it generates no
+/// code.
+#[macro_export]
+macro_rules! decline {
+    () => {};
+}
 
 /// The listening TCP socket for `address`, non-blocking, ready for
 /// `tokio::net::TcpListener::from_std`.

@@ -46,10 +46,16 @@ impl<F: Copy> Slot<F> {
     }
 }
 
+/// A patch the loader switched to.
+pub(crate) struct Loaded {
+    pub switched: usize,
+    /// The patch's load bias: its symbol values plus this are its addresses.
+    pub base: u64,
+}
+
 /// Loads the shared object at `path` and points the slot of each export at the patch's
 /// entry. Every symbol is resolved before any slot is switched: on error nothing changes.
-/// Returns the number of slots switched.
-pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<usize, String> {
+pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<Loaded, String> {
     let c_path = CString::new(path).map_err(|_| format!("patch path contains a NUL byte: {path:?}"))?;
     // SAFETY: `c_path` is a valid C string. RTLD_NOW resolves every symbol now, so a missing
     // symbol is an error here and never a crash at call time; RTLD_LOCAL keeps the patch's
@@ -75,7 +81,78 @@ pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<usize, String
         // that sees the new pointer also sees the fully loaded patch.
         unsafe { (**slot).store(*entry, Ordering::Release) };
     }
-    Ok(switches.len())
+    Ok(Loaded { switched: switches.len(), base: load_bias(handle) })
+}
+
+/// The load bias of a handle returned by `dlopen` (`l_addr` of its link map), 0 if unknown.
+fn load_bias(handle: *mut libc::c_void) -> u64 {
+    /// The first field of glibc's and musl's `struct link_map` (<link.h>).
+    #[repr(C)]
+    struct LinkMapHead {
+        l_addr: usize,
+    }
+    let mut map: *const LinkMapHead = std::ptr::null();
+    // SAFETY: RTLD_DI_LINKMAP writes a `struct link_map *` for a valid handle into the
+    // pointer we pass; `l_addr` is that struct's first field on every libc with dlinfo, and
+    // the map lives as long as the handle, which is never closed.
+    unsafe {
+        if libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut map as *mut *const LinkMapHead).cast()) != 0 || map.is_null() {
+            return 0;
+        }
+        (*map).l_addr as u64
+    }
+}
+
+/// The anchor whose address tells cargo hot the executable's load bias: cargo hot reads its
+/// link-time address from the binary's symbol table and subtracts it from the address
+/// reported here.
+#[unsafe(no_mangle)]
+#[used]
+pub static __hot_runtime_anchor: u8 = 0;
+
+pub(crate) fn anchor_address() -> u64 {
+    std::ptr::addr_of!(__hot_runtime_anchor) as u64
+}
+
+/// The offset from the thread pointer to the executable's thread-local block: the same on
+/// every thread (its block is allocated statically, at a fixed distance below the thread
+/// pointer on x86_64). With it cargo hot makes a patch's thread-local accesses use the running
+/// program's own thread-locals. None when the executable has no thread-locals or the
+/// architecture is not supported.
+pub(crate) fn executable_tls_offset() -> Option<i64> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let block = executable_tls_block()?;
+        let thread_pointer: u64;
+        // SAFETY: on x86_64 Linux the first word of the thread control block, at %fs:0, is
+        // the thread pointer itself (the TLS ABI's self-pointer); reading it has no effects.
+        unsafe { std::arch::asm!("mov {}, fs:0", out(reg) thread_pointer, options(nostack, readonly, preserves_flags)) };
+        Some(block as i64 - thread_pointer as i64)
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    None
+}
+
+/// This thread's thread-local block of the executable (the first object `dl_iterate_phdr`
+/// reports), if the executable has one.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn executable_tls_block() -> Option<u64> {
+    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // The thread-local fields came last (glibc 2.4); an older layout has none.
+        let has_tls_fields = size >= std::mem::size_of::<libc::dl_phdr_info>();
+        // SAFETY: dl_iterate_phdr passes a valid `dl_phdr_info` of `size` bytes for the
+        // call's duration (the fields read are within it, checked above), and `data` is the
+        // `&mut u64` given below. The first object reported is the executable.
+        unsafe {
+            let block = if has_tls_fields && (*info).dlpi_tls_modid != 0 { (*info).dlpi_tls_data as u64 } else { 0 };
+            *(data as *mut u64) = block;
+        }
+        1 // stop after the executable
+    }
+    let mut block: u64 = 0;
+    // SAFETY: the callback only reads the info it is given and writes `block`.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&mut block as *mut u64).cast()) };
+    (block != 0).then_some(block)
 }
 
 fn lookup(handle: *mut libc::c_void, name: &str) -> Option<*mut ()> {

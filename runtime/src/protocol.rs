@@ -13,7 +13,12 @@ use serde::{Deserialize, Serialize};
 pub const TRAMPOLINE_ENV: &str = "CARGO_HOT_LISTEN_SOURCE_FDS";
 
 /// Version of this protocol; a child speaking another one is restarted rather than patched.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The runtime's anchor: a symbol whose address the child reports in [`ChildMessage::Hello`],
+/// so that cargo hot can turn addresses in the host binary's symbol table into addresses in
+/// the running process (the load bias of a position-independent executable).
+pub const ANCHOR_SYMBOL: &str = "__hot_runtime_anchor";
 
 /// Messages from cargo hot to the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +37,18 @@ pub enum ParentMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChildMessage {
     /// Sent once, right after connecting.
-    Hello { pid: u32, protocol: u32 },
+    Hello {
+        pid: u32,
+        protocol: u32,
+        /// Address of [`ANCHOR_SYMBOL`] in this process.
+        #[serde(default)]
+        anchor: u64,
+        /// Offset from the thread pointer to the executable's own thread-local block (the
+        /// same for every thread), when the executable has thread-locals and the runtime
+        /// knows how to read the thread pointer on this architecture.
+        #[serde(default)]
+        tls_offset: Option<i64>,
+    },
     /// The outcome of the reload with the same `id`. On failure nothing was switched:
     /// the previous code keeps running.
     Reloaded {
@@ -52,8 +68,33 @@ pub enum ReloadOutcome {
         /// Microseconds spent in `dlopen`, symbol look-ups and switching the slots.
         load_micros: u64,
         switched: usize,
+        /// Where the patch was loaded (its load bias), so that the statics it introduced can
+        /// be found by later patches.
+        #[serde(default)]
+        base: u64,
+        /// What was built again by the new code after the switch, in registration order.
+        #[serde(default)]
+        rebuilt: Vec<Rebuilt>,
     },
     Error { message: String },
+}
+
+/// One value, router, scope or hook rebuilt after a patch (see `hot::Hot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuilt {
+    /// `router`, `value`, `scope` or `hook`.
+    pub kind: String,
+    /// Where the app created it (`src/main.rs:31`), or the name it was given.
+    pub name: String,
+    pub micros: u64,
+    /// Set when it could not be rebuilt (the build panicked or returned an error): the
+    /// previous version keeps serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set when it was rebuilt but something needs the developer's attention (an old job
+    /// that did not stop in time, a cleanup that panicked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Serialises one message as a single line (newline included).
@@ -87,12 +128,25 @@ mod tests {
 
     #[test]
     fn reloaded_carries_id_and_outcome() {
-        let ok = ChildMessage::Reloaded { id: 3, outcome: ReloadOutcome::Ok { load_micros: 812, switched: 4 } };
+        let rebuilt = vec![Rebuilt {
+            kind: "router".into(),
+            name: "src/main.rs:31".into(),
+            micros: 90,
+            error: Some("panicked: no such route".into()),
+            warning: None,
+        }];
+        let ok = ChildMessage::Reloaded { id: 3, outcome: ReloadOutcome::Ok { load_micros: 812, switched: 4, base: 0x7f00, rebuilt } };
         let line = encode(&ok);
         assert!(line.contains("\"status\":\"ok\""), "{line}");
         assert_eq!(decode::<ChildMessage>(&line).unwrap(), ok);
         let err = ChildMessage::Reloaded { id: 4, outcome: ReloadOutcome::Error { message: "undefined symbol: x".into() } };
         assert_eq!(decode::<ChildMessage>(&encode(&err)).unwrap(), err);
+    }
+
+    #[test]
+    fn a_hello_from_an_older_runtime_still_parses() {
+        let hello: ChildMessage = decode(r#"{"type":"hello","pid":7,"protocol":1}"#).unwrap();
+        assert_eq!(hello, ChildMessage::Hello { pid: 7, protocol: 1, anchor: 0, tls_offset: None });
     }
 
     #[test]

@@ -28,6 +28,69 @@ pub struct ElfSymbols {
     pub runpath: Vec<String>,
 }
 
+/// A static or thread-local of a boundary crate, as an ELF file's symbol table has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSymbol {
+    /// The mangled name: the same in the host and in a patch as long as the static keeps its
+    /// path and (with the default legacy mangling) its type.
+    pub name: String,
+    /// `handlers::CACHE`: the demangled path without the hash.
+    pub path: String,
+    /// Link-time address (executable, patch) or, for a thread-local, offset in the
+    /// thread-local block.
+    pub value: u64,
+    pub size: u64,
+    pub thread_local: bool,
+}
+
+/// The statics and thread-locals of `crate_names` that hold mutable state (in `.data`,
+/// `.bss`, `.tdata`, `.tbss`; read-only ones need no binding), and the value of
+/// `anchor` if the file defines it. Reads the full symbol table (`.symtab`), which keeps
+/// private items; a stripped file has none.
+pub fn read_statics(path: &Path, crate_names: &[String], anchor: &str) -> Result<(Vec<StaticSymbol>, Option<u64>)> {
+    let data = crate::sys::map_file(path)?;
+    let file = object::File::parse(&*data).with_context(|| format!("cannot read {}", path.display()))?;
+    let prefixes: Vec<String> = crate_names.iter().map(|c| format!("{c}::")).collect();
+    let mut statics = Vec::new();
+    let mut anchor_value = None;
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        if name == anchor {
+            anchor_value = Some(symbol.address());
+            continue;
+        }
+        let thread_local = symbol.kind() == object::SymbolKind::Tls;
+        if !(thread_local || symbol.kind() == object::SymbolKind::Data) || symbol.is_undefined() {
+            continue;
+        }
+        let Some(section) = symbol.section_index().and_then(|i| file.section_by_index(i).ok()) else { continue };
+        if !section.name().is_ok_and(holds_mutable_state) {
+            continue;
+        }
+        let path = demangled_path(name);
+        if prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+            statics.push(StaticSymbol { name: name.to_string(), path, value: symbol.address(), size: symbol.size(), thread_local });
+        }
+    }
+    Ok((statics, anchor_value))
+}
+
+/// Whether a section of this name holds statics whose values can change at run time:
+/// `.data`, `.bss` and the thread-local `.tdata`/`.tbss` (each also as `.data.<symbol>` in
+/// object files), but not `.data.rel.ro` (read-only once relocated).
+pub fn holds_mutable_state(section: &str) -> bool {
+    let family = |base: &str| section == base || section.strip_prefix(base).is_some_and(|rest| rest.starts_with('.'));
+    (family(".data") && !family(".data.rel.ro")) || family(".bss") || family(".tdata") || family(".tbss")
+}
+
+/// `handlers::CACHE` for `_ZN8handlers5CACHE17h0123456789abcdefE` (the path without the hash).
+pub fn demangled_path(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(demangled) => format!("{demangled:#}"),
+        Err(_) => name.to_string(),
+    }
+}
+
 pub fn read(path: &Path) -> Result<ElfSymbols> {
     let data = crate::sys::map_file(path)?;
     parse(&data).with_context(|| format!("cannot read the ELF symbols of {}", path.display()))
@@ -127,4 +190,25 @@ fn system_library_dirs() -> Vec<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .collect()
+}
+
+#[cfg(test)]
+mod static_tests {
+    use super::*;
+
+    #[test]
+    fn mutable_sections_are_told_from_read_only_ones() {
+        for yes in [".data", ".bss", ".tdata", ".tbss", ".data._ZN1h1XE", ".bss._ZN1h1XE", ".tbss._ZN1h1XE"] {
+            assert!(holds_mutable_state(yes), "{yes}");
+        }
+        for no in [".rodata", ".rodata._ZN1h1XE", ".data.rel.ro", ".data.rel.ro._ZN1h1XE", ".text", ".database"] {
+            assert!(!holds_mutable_state(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn paths_drop_the_hash() {
+        assert_eq!(demangled_path("_ZN8handlers5CACHE17h0123456789abcdefE"), "handlers::CACHE");
+        assert_eq!(demangled_path("plain_c_name"), "plain_c_name");
+    }
 }

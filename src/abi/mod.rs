@@ -19,7 +19,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub use elf::ElfSymbols;
+pub use elf::{ElfSymbols, StaticSymbol};
 pub use source::{LoadedDefinitions, SourceSnapshot, TypeDefinitions};
 
 /// What the gate knows about the running host binary. Read once per host build.
@@ -30,11 +30,19 @@ pub struct HostImage {
     pub library_symbols: HashSet<String>,
     /// Libraries the host needs that could not be found (their symbols are unknown).
     pub missing_libraries: Vec<String>,
+    /// The boundaries' statics and thread-locals, whose running copies patches use.
+    pub statics: Vec<StaticSymbol>,
+    /// Link-time address of the runtime's anchor (see `hot::protocol::ANCHOR_SYMBOL`); None
+    /// when the binary has no symbol table (stripped) or no runtime.
+    pub anchor: Option<u64>,
 }
 
 impl HostImage {
-    pub fn read(executable: &Path) -> Result<Self> {
+    /// Reads what the gate and the binding of statics need from the host executable;
+    /// `boundary_crates` are the crate names whose statics patches bind.
+    pub fn read(executable: &Path, boundary_crates: &[String]) -> Result<Self> {
         let symbols = elf::read(executable)?;
+        let (statics, anchor) = elf::read_statics(executable, boundary_crates, hot::protocol::ANCHOR_SYMBOL)?;
         let mut library_symbols = HashSet::new();
         let mut missing_libraries = Vec::new();
         for (name, path) in elf::needed_libraries(executable, &symbols) {
@@ -43,7 +51,7 @@ impl HostImage {
                 None => missing_libraries.push(name),
             }
         }
-        Ok(HostImage { symbols, library_symbols, missing_libraries })
+        Ok(HostImage { symbols, library_symbols, missing_libraries, statics, anchor })
     }
 
     /// Export keys of one boundary crate.
@@ -157,6 +165,8 @@ mod tests {
             },
             library_symbols: ["malloc".to_string()].into(),
             missing_libraries: vec![],
+            statics: vec![],
+            anchor: None,
         }
     }
 

@@ -7,12 +7,19 @@
 //! items of a module that defines types (they decide what a field's type names mean and
 //! how long an array is). A definition that disappears (or moves to another module) also
 //! restarts: the same name may now mean another type. Only new definitions are harmless.
+//!
+//! Statics are different: a patch uses the running program's copies (see `patch::bind`), so
+//! the *type* of each `static` and `thread_local!` is recorded (top level or inside function
+//! bodies): a changed type restarts, a changed initializer does not (the value already in
+//! the program is kept), a removed one is harmless. The names of the declared statics are
+//! what binding trusts, and `hot::decline!()` marks a file whose edits always restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use quote::ToTokens;
 use quote_free::tokens_without_docs;
 use syn::visit::Visit;
 
@@ -20,14 +27,59 @@ use syn::visit::Visit;
 /// the same kind and name there (two `thread_local!` blocks in one module are two keys).
 type Key = (PathBuf, String, &'static str, String, usize);
 
-/// The type definitions of a crate: key → normalised tokens.
+/// The type definitions of a crate: key → normalised tokens; the statics its source declares;
+/// the files that `hot::decline!()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TypeDefinitions(BTreeMap<Key, String>);
+pub struct TypeDefinitions(BTreeMap<Key, String>, DeclaredStatics, BTreeSet<PathBuf>);
+
+/// The statics a crate's source declares, with where: what binding a patch's statics to the
+/// running program's copies trusts (see `patch::bind`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredStatics {
+    /// Names declared at module level (`static`, `thread_local!`, `lazy_static!`).
+    pub in_modules: BTreeSet<String>,
+    /// (function, name) of those declared inside function bodies.
+    pub in_functions: BTreeSet<(String, String)>,
+    /// Every function name of the crate, to tell `module::NAME` from `function::NAME` in a
+    /// symbol's path.
+    pub functions: BTreeSet<String>,
+}
+
+impl DeclaredStatics {
+    /// Whether the static whose demangled path is `path` (`web::SERVED`,
+    /// `web::tick::CALLS`, `web::CALLS_HERE::{{constant}}::{{closure}}::VAL`) was declared by
+    /// the source: the first segment naming a declared static, in the right place.
+    pub fn declares(&self, path: &str) -> bool {
+        let segments: Vec<&str> = path.split("::").skip(1).collect();
+        for (index, segment) in segments.iter().enumerate() {
+            let (in_module, in_function) = (self.in_modules.contains(*segment), self.in_functions.iter().any(|(_, n)| n == segment));
+            if !in_module && !in_function {
+                continue;
+            }
+            let enclosing = segments[..index].iter().rev().find(|s| !s.starts_with("{{")).copied();
+            return match enclosing.filter(|e| self.functions.contains(*e)) {
+                Some(function) => self.in_functions.contains(&(function.to_string(), segment.to_string())),
+                None => in_module,
+            };
+        }
+        false
+    }
+}
+
+/// Kinds of keys whose definition may disappear without harm (nothing outside the boundary
+/// holds a value whose layout they decide).
+const REMOVABLE: &[&str] = &["static", "thread_local!", STATIC_IMPORTS];
+
+/// The `use` and `const` items of a scope that declares statics: they decide what the names
+/// in a static's type mean. Checked only under v0 symbol mangling, whose names do not carry
+/// a hash of the static's type (the legacy mangling's do, so a re-pointed type changes the
+/// static's name and binding refuses it).
+const STATIC_IMPORTS: &str = "`use` and `const` items of a scope with statics";
 
 /// Every version of each definition loaded in the running program (the host build's, then
 /// each applied patch's).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadedDefinitions(BTreeMap<Key, Vec<String>>);
+pub struct LoadedDefinitions(BTreeMap<Key, Vec<String>>, bool);
 
 /// The contents the definitions were read from, to tell whether rustc saw the same.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,25 +137,70 @@ impl TypeDefinitions {
 
     fn add_source(&mut self, text: &str, file: &Path) -> Result<()> {
         let syntax = syn::parse_file(text)?;
-        let mut collector = Collector { file: file.to_path_buf(), modules: vec![ModuleScope::default()], out: &mut self.0 };
+        if syntax.items.iter().any(is_decline) {
+            self.2.insert(file.to_path_buf());
+        }
+        let mut collector =
+            Collector { file: file.to_path_buf(), modules: vec![ModuleScope::default()], out: &mut self.0, declared: &mut self.1 };
         collector.visit_file(&syntax);
         collector.close_module();
         Ok(())
     }
+
+    /// The statics the source declares (`static` items anywhere, `thread_local!` and
+    /// `lazy_static!` entries): the ones a patch may bind to the running program's copies.
+    pub fn declared_statics(&self) -> &DeclaredStatics {
+        &self.1
+    }
+
+    /// The files that say `hot::decline!()`.
+    pub fn declining_files(&self) -> &BTreeSet<PathBuf> {
+        &self.2
+    }
+}
+
+/// Whether the file at `path` says `hot::decline!()` at its top level (its edits restart).
+pub fn declines(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    // Cheap first: most files do not mention it.
+    text.contains("decline!") && syn::parse_file(&text).is_ok_and(|file| file.items.iter().any(is_decline))
+}
+
+fn is_decline(item: &syn::Item) -> bool {
+    let syn::Item::Macro(item) = item else { return false };
+    let segments: Vec<String> = item.mac.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    matches!(segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["hot", "decline"] | ["decline"])
 }
 
 impl LoadedDefinitions {
     pub fn new(built: TypeDefinitions) -> Self {
-        LoadedDefinitions(built.0.into_iter().map(|(key, tokens)| (key, vec![tokens])).collect())
+        LoadedDefinitions(built.0.into_iter().map(|(key, tokens)| (key, vec![tokens])).collect(), false)
+    }
+
+    /// Also compare the imports of scopes that declare statics: for a boundary whose symbols
+    /// use the v0 mangling (see [`STATIC_IMPORTS`]).
+    pub fn with_static_imports(mut self, checked: bool) -> Self {
+        self.1 = checked;
+        self
     }
 
     /// The first loaded definition that `newer` changes or removes, described for the
     /// developer; None when `newer` only adds definitions.
     pub fn first_difference(&self, newer: &TypeDefinitions) -> Option<String> {
         for (key, versions) in &self.0 {
+            if key.2 == STATIC_IMPORTS && !self.1 {
+                continue;
+            }
             match newer.0.get(key) {
+                None if REMOVABLE.contains(&key.2) => {}
                 None => return Some(format!("{} was removed or moved", describe(key))),
-                Some(tokens) if versions.iter().any(|v| v != tokens) => return Some(format!("{} changed", describe(key))),
+                Some(tokens) if versions.iter().any(|v| v != tokens) => {
+                    return Some(if REMOVABLE.contains(&key.2) {
+                        format!("the type of {} changed, so the value the program holds cannot be kept", describe(key))
+                    } else {
+                        format!("{} changed", describe(key))
+                    })
+                }
                 Some(_) => {}
             }
         }
@@ -133,6 +230,7 @@ struct ModuleScope {
     /// Inline module path inside the file (`""` at the file's top level).
     path: String,
     defines_types: bool,
+    declares_statics: bool,
     imports_and_consts: Vec<String>,
 }
 
@@ -140,6 +238,7 @@ struct Collector<'a> {
     file: PathBuf,
     modules: Vec<ModuleScope>,
     out: &'a mut BTreeMap<Key, String>,
+    declared: &'a mut DeclaredStatics,
 }
 
 impl Collector<'_> {
@@ -148,7 +247,11 @@ impl Collector<'_> {
     }
 
     fn add(&mut self, kind: &'static str, name: &str, tokens: String) {
-        self.scope().defines_types = true;
+        if REMOVABLE.contains(&kind) {
+            self.scope().declares_statics = true;
+        } else {
+            self.scope().defines_types = true;
+        }
         let module = self.scope().path.clone();
         let mut key = (self.file.clone(), module, kind, name.to_string(), 0);
         while self.out.contains_key(&key) {
@@ -159,9 +262,15 @@ impl Collector<'_> {
 
     fn close_module(&mut self) {
         let scope = self.modules.pop().expect("a module scope is open");
-        if scope.defines_types && !scope.imports_and_consts.is_empty() {
-            let key = (self.file.clone(), scope.path, "`use` and `const` items of the module", String::new(), 0);
+        if scope.imports_and_consts.is_empty() {
+            return;
+        }
+        if scope.defines_types {
+            let key = (self.file.clone(), scope.path.clone(), "`use` and `const` items of the module", String::new(), 0);
             self.out.insert(key, scope.imports_and_consts.join("\n"));
+        }
+        if scope.declares_statics {
+            self.out.insert((self.file.clone(), scope.path, STATIC_IMPORTS, String::new(), 0), scope.imports_and_consts.join("\n"));
         }
     }
 }
@@ -193,10 +302,28 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         self.add("type", &item.ident.to_string(), tokens_without_docs(item));
     }
     fn visit_item_macro(&mut self, item: &'ast syn::ItemMacro) {
-        let name = item.ident.as_ref().map(|i| i.to_string()).unwrap_or_else(|| {
-            item.mac.path.segments.last().map(|s| format!("{}!", s.ident)).unwrap_or_default()
-        });
+        let macro_name = item.mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        if macro_name == "thread_local" {
+            if let Ok(locals) = item.mac.parse_body::<ThreadLocals>() {
+                for (name, ty) in locals.0 {
+                    self.declared.in_modules.insert(name.clone());
+                    self.add("thread_local!", &name, ty);
+                }
+                return;
+            }
+        }
+        if macro_name == "lazy_static" {
+            self.declared.in_modules.extend(lazy_static_names(&item.mac.tokens));
+        }
+        if is_decline(&syn::Item::Macro(item.clone())) {
+            return; // a marker, not a definition
+        }
+        let name = item.ident.as_ref().map(|i| i.to_string()).unwrap_or_else(|| format!("{macro_name}!"));
         self.add("macro", &name, tokens_without_docs(item));
+    }
+    fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
+        self.declared.in_modules.insert(item.ident.to_string());
+        self.add("static", &item.ident.to_string(), static_type(item));
     }
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         let tokens = tokens_without_docs(item);
@@ -206,9 +333,122 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         let tokens = tokens_without_docs(item);
         self.scope().imports_and_consts.push(tokens);
     }
-    // Items inside function bodies cannot be named by the host: skip them.
-    fn visit_item_fn(&mut self, _: &'ast syn::ItemFn) {}
-    fn visit_impl_item_fn(&mut self, _: &'ast syn::ImplItemFn) {}
+    // Types inside function bodies cannot be named by the host: only their statics count.
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        self.body_statics(&item.sig.ident.to_string(), |finder| finder.visit_block(&item.block));
+    }
+    fn visit_impl_item_fn(&mut self, item: &'ast syn::ImplItemFn) {
+        self.body_statics(&item.sig.ident.to_string(), |finder| finder.visit_block(&item.block));
+    }
+}
+
+impl Collector<'_> {
+    /// Records the statics declared anywhere inside a function body, as `function::NAME`.
+    fn body_statics(&mut self, function: &str, visit: impl FnOnce(&mut BodyStatics)) {
+        let mut finder = BodyStatics::default();
+        visit(&mut finder);
+        self.declared.functions.insert(function.to_string());
+        self.declared.functions.extend(finder.functions);
+        if !finder.found.is_empty() && !finder.imports.is_empty() {
+            let module = self.scope().path.clone();
+            let key = (self.file.clone(), module, STATIC_IMPORTS, function.to_string(), 0);
+            self.out.insert(key, finder.imports.join("\n"));
+        }
+        for (kind, name, ty) in finder.found {
+            self.declared.in_functions.insert((function.to_string(), name.clone()));
+            self.add(kind, &format!("{function}::{name}"), ty);
+        }
+        self.declared.in_functions.extend(finder.lazy.into_iter().map(|name| (function.to_string(), name)));
+    }
+}
+
+/// The statics of a function body (nested blocks and closures included).
+#[derive(Default)]
+struct BodyStatics {
+    /// (kind, name, type tokens).
+    found: Vec<(&'static str, String, String)>,
+    lazy: Vec<String>,
+    /// Functions nested in the body.
+    functions: Vec<String>,
+    /// Its `use` and `const` items.
+    imports: Vec<String>,
+}
+
+impl<'ast> Visit<'ast> for BodyStatics {
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        self.imports.push(tokens_without_docs(item));
+    }
+    fn visit_item_const(&mut self, item: &'ast syn::ItemConst) {
+        self.imports.push(tokens_without_docs(item));
+    }
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        self.functions.push(item.sig.ident.to_string());
+        syn::visit::visit_item_fn(self, item);
+    }
+    fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
+        self.found.push(("static", item.ident.to_string(), static_type(item)));
+    }
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        match mac.path.segments.last().map(|s| s.ident.to_string()).as_deref() {
+            Some("thread_local") => {
+                if let Ok(locals) = mac.parse_body::<ThreadLocals>() {
+                    self.found.extend(locals.0.into_iter().map(|(name, ty)| ("thread_local!", name, ty)));
+                }
+            }
+            Some("lazy_static") => self.lazy.extend(lazy_static_names(&mac.tokens)),
+            _ => {}
+        }
+    }
+}
+
+/// What a static's value must keep: its mutability and its type (not its initializer).
+fn static_type(item: &syn::ItemStatic) -> String {
+    let mutable = matches!(item.mutability, syn::StaticMutability::Mut(_));
+    format!("{}{}", if mutable { "mut " } else { "" }, item.ty.to_token_stream())
+}
+
+/// The entries of a `thread_local!` block: (name, type tokens).
+struct ThreadLocals(Vec<(String, String)>);
+
+impl syn::parse::Parse for ThreadLocals {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let mut locals = Vec::new();
+        while !input.is_empty() {
+            input.call(syn::Attribute::parse_outer)?;
+            let _: syn::Visibility = input.parse()?;
+            input.parse::<syn::Token![static]>()?;
+            let name: syn::Ident = input.parse()?;
+            input.parse::<syn::Token![:]>()?;
+            let ty: syn::Type = input.parse()?;
+            input.parse::<syn::Token![=]>()?;
+            if input.peek(syn::Token![const]) && input.peek2(syn::token::Brace) {
+                input.parse::<syn::Token![const]>()?;
+                input.parse::<syn::Block>()?;
+            } else {
+                input.parse::<syn::Expr>()?;
+            }
+            locals.push((name.to_string(), ty.to_token_stream().to_string()));
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<syn::Token![;]>()?;
+        }
+        Ok(ThreadLocals(locals))
+    }
+}
+
+/// The `NAME`s of `static ref NAME: T = ...;` entries of a `lazy_static!` block.
+fn lazy_static_names(tokens: &proc_macro2::TokenStream) -> Vec<String> {
+    let trees: Vec<proc_macro2::TokenTree> = tokens.clone().into_iter().collect();
+    trees
+        .windows(3)
+        .filter_map(|w| match w {
+            [proc_macro2::TokenTree::Ident(a), proc_macro2::TokenTree::Ident(b), proc_macro2::TokenTree::Ident(name)] if a == "static" && b == "ref" => {
+                Some(name.to_string())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Token text of an item without its doc comments (editing docs changes no layout).
@@ -318,6 +558,81 @@ mod tests {
         // Changing it back is no safer: values of the intermediate version may exist.
         loaded.absorb(defs("struct A; struct B(u16);"));
         assert!(loaded.first_difference(&defs("struct A; struct B(u8);")).is_some());
+    }
+
+    #[test]
+    fn statics_count_by_type_not_by_initializer_and_may_go() {
+        let base = "static CACHE: OnceLock<String> = OnceLock::new();\nfn f() { static CALLS: AtomicU64 = AtomicU64::new(0); }";
+        let old = loaded(base);
+        assert_eq!(old.first_difference(&defs(&base.replace("AtomicU64::new(0)", "AtomicU64::new(7)"))), None, "initializer");
+        assert_eq!(old.first_difference(&defs("fn f() {}")), None, "removed statics are harmless");
+        let retyped = old.first_difference(&defs(&base.replace("OnceLock<String>", "OnceLock<u64>"))).unwrap();
+        assert_eq!(retyped, "the type of static `CACHE` (lib.rs) changed, so the value the program holds cannot be kept");
+        let in_body = old.first_difference(&defs(&base.replace("CALLS: AtomicU64", "CALLS: AtomicU32"))).unwrap();
+        assert!(in_body.contains("static `f::CALLS`"), "{in_body}");
+        let made_mut = old.first_difference(&defs(&base.replace("static CACHE", "static mut CACHE"))).unwrap();
+        assert!(made_mut.contains("`CACHE`"), "{made_mut}");
+        // Statics alone do not make a module's imports count.
+        assert_eq!(loaded("use a::B; static X: u8 = 0;").first_difference(&defs("use a::C; static X: u8 = 0;")), None);
+    }
+
+    #[test]
+    fn imports_of_scopes_with_statics_count_only_under_v0_mangling() {
+        let base = "use crate::a::Entry;\nstatic C: Mutex<Vec<Entry>> = Mutex::new(Vec::new());\nfn f() { use crate::a::Item; static D: Vec<Item> = Vec::new(); }";
+        let repointed = defs(&base.replace("use crate::a::Entry", "use crate::b::Entry"));
+        assert_eq!(loaded(base).first_difference(&repointed), None, "legacy mangling: the static's name changes instead");
+        let strict = loaded(base).with_static_imports(true);
+        assert!(strict.first_difference(&repointed).unwrap().contains("scope with statics"));
+        let in_body = defs(&base.replace("use crate::a::Item", "use crate::b::Item"));
+        assert!(strict.first_difference(&in_body).is_some());
+        assert_eq!(strict.first_difference(&defs(base)), None);
+    }
+
+    #[test]
+    fn thread_locals_are_read_entry_by_entry() {
+        let base = "thread_local! { static A: Cell<u32> = const { Cell::new(0) }; pub static B: RefCell<Vec<u8>> = RefCell::new(vec![1]); }";
+        let old = loaded(base);
+        assert_eq!(old.first_difference(&defs(&base.replace("vec![1]", "vec![2]"))), None, "initializer");
+        let retyped = old.first_difference(&defs(&base.replace("Cell<u32>", "Cell<u64>"))).unwrap();
+        assert!(retyped.contains("thread_local! `A`"), "{retyped}");
+        let definitions = defs(base);
+        assert_eq!(definitions.declared_statics().in_modules.iter().collect::<Vec<_>>(), ["A", "B"]);
+    }
+
+    #[test]
+    fn declared_statics_come_from_items_bodies_and_macros() {
+        let d = defs(
+            "static TOP: u8 = 0;\nimpl S { fn m() { static IN_METHOD: u8 = 0; } }\n\
+             fn f() { thread_local! { static IN_FN: u8 = 0; } let g = || { static IN_CLOSURE: u8 = 0; }; }\n\
+             lazy_static! { static ref LAZY: String = String::new(); }",
+        )
+        .declared_statics()
+        .clone();
+        assert_eq!(d.in_modules.iter().collect::<Vec<_>>(), ["LAZY", "TOP"]);
+        let in_functions: Vec<(&str, &str)> = d.in_functions.iter().map(|(f, n)| (f.as_str(), n.as_str())).collect();
+        assert_eq!(in_functions, [("f", "IN_CLOSURE"), ("f", "IN_FN"), ("m", "IN_METHOD")]);
+        // Symbol paths, as the binary has them.
+        assert!(d.declares("app::TOP") && d.declares("app::api::TOP"));
+        assert!(d.declares("app::f::IN_FN::{{constant}}::{{closure}}::__RUST_STD_INTERNAL_VAL"));
+        assert!(d.declares("app::f::{{closure}}::IN_CLOSURE"));
+        assert!(d.declares("app::S::m::IN_METHOD"));
+        assert!(d.declares("app::LAZY::__stability::LAZY"));
+        assert!(!d.declares("app::f::__CALLSITE"), "a macro's static");
+        assert!(!d.declares("app::f::TOP"), "a static named like a module-level one, inside a function");
+        assert!(!d.declares("app::g::IN_FN"), "declared in another function");
+    }
+
+    #[test]
+    fn decline_marks_the_file_and_defines_nothing() {
+        let d = defs("hot::decline!();\nfn f() {}");
+        assert_eq!(d.declining_files().iter().collect::<Vec<_>>(), [Path::new("/crate/src/lib.rs")]);
+        assert_eq!(loaded("fn f() {}").first_difference(&d), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.rs");
+        std::fs::write(&file, "// not hot::decline!() in a comment\nfn f() {}").unwrap();
+        assert!(!declines(&file));
+        std::fs::write(&file, "use x::y;\nhot::decline!();\n").unwrap();
+        assert!(declines(&file));
     }
 
     #[test]

@@ -125,6 +125,22 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// `cargo hot explain ARGS` in a fixture (holding the build lock is the caller's business);
+/// its standard output, which must be a success.
+pub fn explain(fixture: &Fixture, args: &[&str]) -> String {
+    let output = Command::new(CARGO_HOT)
+        .args(["hot", "explain"])
+        .args(args)
+        .current_dir(fixture.root())
+        .env("CARGO_TARGET_DIR", shared_target_dir())
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "explain failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
 /// `cargo hot run` on a fixture, with its output captured to a file for assertions.
 pub struct HotRun {
     child: Child,
@@ -300,4 +316,75 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, S
         return Err(format!("status {status}: {body}"));
     }
     Ok(body.to_string())
+}
+
+/// An HTTP response as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), whatever the status.
+pub fn request(port: u16, method: &str, path: &str) -> Result<Response, String> {
+    let mut connection = KeepAlive::connect(port)?;
+    connection.send(method, path, "close")
+}
+
+/// One HTTP/1.1 connection kept open across requests, as a browser or a proxy keeps it.
+pub struct KeepAlive {
+    stream: TcpStream,
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(port: u16) -> Result<KeepAlive, String> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        Ok(KeepAlive { stream, reader })
+    }
+
+    /// Which local port the connection uses: the same one before and after means the same
+    /// connection.
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().unwrap().port()
+    }
+
+    pub fn get(&mut self, path: &str) -> Result<Response, String> {
+        self.send("GET", path, "keep-alive")
+    }
+
+    fn send(&mut self, method: &str, path: &str, connection: &str) -> Result<Response, String> {
+        use std::io::BufRead;
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {connection}\r\nContent-Length: 0\r\n\r\n");
+        self.stream.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line).map_err(|e| format!("read: {e}"))?;
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no status line: {status_line:?}"))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        let length: usize = headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).map_err(|e| format!("read body: {e}"))?;
+        Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    }
 }

@@ -1,0 +1,61 @@
+//! cargo-hot's own executable as the other processes of a session run it: cargo runs it as
+//! the rustc wrapper and the host's linker, and it starts programs as the socket trampoline.
+//!
+//! A session runs a copy in the target directory, named by the executable's contents, rather
+//! than the file it was started from: rebuilding or reinstalling cargo-hot while a session
+//! runs replaces that file (`current_exe()` then reads `... (deleted)`, and cargo could no
+//! longer run the wrapper), and two versions of cargo-hot never share a path.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+
+/// Copies older than this, other than the current one, are removed.
+const KEEP_OLD_COPIES: Duration = Duration::from_secs(24 * 3600);
+
+/// The path of this executable's copy under `dir` (made if missing).
+pub fn stable_copy(dir: &Path) -> Result<PathBuf> {
+    let current = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
+    let bytes = std::fs::read(&current).with_context(|| format!("cannot read {}", current.display()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let copy = dir.join(format!("cargo-hot-{:016x}", hasher.finish()));
+    if !copy.is_file() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let partial = dir.join(format!(".cargo-hot-{}.partial", std::process::id()));
+        std::fs::copy(&current, &partial).with_context(|| format!("cannot copy cargo-hot to {}", partial.display()))?;
+        std::fs::rename(&partial, &copy).with_context(|| format!("cannot create {}", copy.display()))?;
+    }
+    remove_old_copies(dir, &copy);
+    Ok(copy)
+}
+
+fn remove_old_copies(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| now.duration_since(t).unwrap_or_default() > KEEP_OLD_COPIES);
+        if path != keep && old && entry.file_name().to_string_lossy().starts_with("cargo-hot-") {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_is_named_by_content_and_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = stable_copy(dir.path()).unwrap();
+        let made = std::fs::metadata(&first).unwrap().modified().unwrap();
+        let second = stable_copy(dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(std::fs::metadata(&second).unwrap().modified().unwrap(), made, "not copied again");
+        assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(std::env::current_exe().unwrap()).unwrap());
+    }
+}
