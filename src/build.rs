@@ -14,7 +14,7 @@ use cargo_metadata::Message;
 
 use crate::capture::{self, RustcInvocation};
 use crate::linker::LinkRecord;
-use crate::metadata::{Boundary, Plan};
+use crate::metadata::{Boundary, BoundaryKind, Plan};
 
 /// A boundary as compiled into the current host binary.
 #[derive(Debug, Clone)]
@@ -22,8 +22,18 @@ pub struct BoundaryUnit {
     pub boundary: Boundary,
     /// The exact rustc command cargo used; replaying it compiles a patch.
     pub invocation: RustcInvocation,
-    pub rlib: PathBuf,
+    pub objects: UnitObjects,
     pub dep_info: PathBuf,
+}
+
+/// Where a boundary's compiled code (rustc's codegen units) is found.
+#[derive(Debug, Clone)]
+pub enum UnitObjects {
+    /// A library: the members of the rlib its command writes.
+    Rlib(PathBuf),
+    /// The host binary: a replay leaves them where the patch asks (see `linker`); `baseline`
+    /// holds those the running program was linked from.
+    Binary { baseline: PathBuf },
 }
 
 /// A library of a local (path) package in the host's build, with its dep-info.
@@ -32,6 +42,8 @@ pub struct LocalUnit {
     pub package: String,
     pub dep_info: PathBuf,
     pub manifest_dir: PathBuf,
+    /// The library's rlib (None for the host binary's own unit).
+    pub rlib: Option<PathBuf>,
 }
 
 /// Everything a successful host build produced.
@@ -44,6 +56,10 @@ pub struct HostBuild {
     pub local_units: Vec<LocalUnit>,
     pub link: LinkRecord,
     pub duration: Duration,
+    /// What the host package's build script told cargo to give its programs
+    /// (`cargo:rustc-env`), and the library directories every build script linked from.
+    pub build_script_env: Vec<(String, String)>,
+    pub build_script_library_dirs: Vec<PathBuf>,
 }
 
 pub enum BuildOutcome {
@@ -56,6 +72,90 @@ pub fn capture_dir(plan: &Plan) -> PathBuf {
     plan.session_dir().join("capture")
 }
 
+/// Builds the host, settling the default boundary. With nothing configured it is the first of
+/// these that has `#[hot::export]` functions: the host package's library, the binary's own
+/// crate, the one local library of the host that has them. Several such libraries: the
+/// default stays, and the warning names them. `plan` says what was chosen from then on.
+pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path) -> Result<BuildOutcome> {
+    let outcome = build_host(plan, tool)?;
+    let BuildOutcome::Built(build) = &outcome else { return Ok(outcome) };
+    let ([boundary], [unit]) = (plan.boundaries.as_slice(), build.boundaries.as_slice()) else { return Ok(outcome) };
+    if !boundary.by_default || unit_has_exports(unit)? {
+        return Ok(outcome);
+    }
+    if boundary.kind == BoundaryKind::Library {
+        let binary = crate::capture::host_objects_dir(&capture_dir(plan), &link_key(build));
+        if objects_have_exports(&crate::patch::ObjectSource::Dir(binary))? {
+            plan.prefer_binary_boundary();
+            return build_host(plan, tool); // cargo has nothing to do: only the plan's units change
+        }
+    }
+    let mut libraries = Vec::new();
+    for local in build.local_units.iter().filter(|u| u.package != boundary.package) {
+        if let Some(rlib) = &local.rlib {
+            if objects_have_exports(&crate::patch::ObjectSource::Rlib(rlib.clone()))? {
+                libraries.push(local.clone());
+            }
+        }
+    }
+    match libraries.as_slice() {
+        [library] => {
+            let crate_name = library.rlib.as_deref().and_then(unit_key).and_then(|key| key.rsplit_once('-')).map(|(name, _)| name.to_string());
+            plan.boundaries = vec![Boundary {
+                package: library.package.clone(),
+                crate_name: crate_name.unwrap_or_else(|| library.package.replace('-', "_")),
+                manifest_dir: library.manifest_dir.clone(),
+                dependents: Vec::new(),
+                kind: BoundaryKind::Library,
+                by_default: true,
+            }];
+            build_host(plan, tool)
+        }
+        [] => Ok(outcome),
+        several => {
+            let names: Vec<String> = several.iter().map(|l| format!("`{}`", l.package)).collect();
+            crate::ui::warn(format!(
+                "no boundary is configured and several crates have #[hot::export] functions ({}): name the one to patch, e.g. \
+                 boundary = [\"{}\"] under [workspace.metadata.hot] (a list works too)",
+                names.join(", "),
+                several[0].package
+            ));
+            Ok(outcome)
+        }
+    }
+}
+
+/// Whether a boundary's compiled code defines export entries. Decided from its own objects:
+/// a package's library and binary share a crate name, so export names cannot tell them apart.
+pub fn unit_has_exports(unit: &BoundaryUnit) -> Result<bool> {
+    match &unit.objects {
+        UnitObjects::Rlib(rlib) => objects_have_exports(&crate::patch::ObjectSource::Rlib(rlib.clone())),
+        UnitObjects::Binary { baseline } => objects_have_exports(&crate::patch::ObjectSource::Dir(baseline.clone())),
+    }
+}
+
+fn objects_have_exports(source: &crate::patch::ObjectSource) -> Result<bool> {
+    use object::{Object, ObjectSymbol};
+    if let crate::patch::ObjectSource::Rlib(rlib) = source {
+        // An rlib's archive symbol index lists what its members define.
+        let data = crate::sys::map_file(rlib)?;
+        let archive = object::read::archive::ArchiveFile::parse(&*data)?;
+        if let Ok(Some(symbols)) = archive.symbols() {
+            return Ok(symbols.flatten().any(|s| s.name().starts_with(crate::abi::elf::ENTRY_PREFIX.as_bytes())));
+        }
+    }
+    Ok(source.read()?.iter().any(|o| {
+        object::File::parse(&*o.data).is_ok_and(|file| {
+            file.symbols().any(|s| s.is_definition() && s.name().is_ok_and(|n| n.starts_with(crate::abi::elf::ENTRY_PREFIX)))
+        })
+    }))
+}
+
+/// The key of the host binary's unit, from the name of the file its link wrote.
+fn link_key(build: &HostBuild) -> String {
+    build.link.output.as_deref().and_then(|o| o.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
 /// Builds the host. If cargo considered a unit fresh whose capture we do not have (the
 /// target dir was built by another tool), its outputs are removed and the build runs once more.
 ///
@@ -65,7 +165,7 @@ pub fn build_host(plan: &Plan, tool: &Path) -> Result<BuildOutcome> {
     for attempt in 0..2 {
         let Some(artifacts) = run_cargo(plan, tool)? else { return Ok(BuildOutcome::Failed) };
         match assemble(plan, artifacts, started)? {
-            Assembled::Ready(build) => return Ok(BuildOutcome::Built(Box::new(build))),
+            Assembled::Ready(build) => return Ok(BuildOutcome::Built(build)),
             Assembled::Stale(outputs) if attempt == 0 => {
                 for output in outputs {
                     let _ = std::fs::remove_file(&output);
@@ -83,6 +183,8 @@ pub fn build_host(plan: &Plan, tool: &Path) -> Result<BuildOutcome> {
 
 struct Artifacts {
     executable: PathBuf,
+    build_script_env: Vec<(String, String)>,
+    build_script_library_dirs: Vec<PathBuf>,
     /// (package name, manifest dir, rlib path) of every local library.
     local_libs: Vec<(String, PathBuf, PathBuf)>,
 }
@@ -121,8 +223,22 @@ fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
     let stdout = child.stdout.take().expect("piped");
     let mut executable = None;
     let mut local_libs = Vec::new();
+    let (mut build_script_env, mut build_script_library_dirs) = (Vec::new(), Vec::new());
     for message in Message::parse_stream(BufReader::new(stdout)) {
-        let Message::CompilerArtifact(artifact) = message.context("cannot read cargo's output")? else { continue };
+        let artifact = match message.context("cannot read cargo's output")? {
+            Message::CompilerArtifact(artifact) => artifact,
+            Message::BuildScriptExecuted(script) => {
+                // Every build script's library directories (a -sys crate's `.so`), the host
+                // package's own variables.
+                build_script_library_dirs
+                    .extend(script.linked_paths.iter().map(|p| PathBuf::from(p.as_str().split_once('=').map_or(p.as_str(), |(_, path)| path))));
+                if package_name(&script.package_id.repr, "") == plan.host.package {
+                    build_script_env = script.env;
+                }
+                continue;
+            }
+            _ => continue,
+        };
         let package_id = &artifact.package_id.repr;
         let is_local = package_id.starts_with("path+") || !package_id.contains('+');
         if artifact.target.is_bin() && artifact.target.name == plan.host.bin {
@@ -139,7 +255,7 @@ fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
         return Ok(None);
     }
     let executable = executable.ok_or_else(|| anyhow!("cargo built no binary named `{}`", plan.host.bin))?;
-    Ok(Some(Artifacts { executable, local_libs }))
+    Ok(Some(Artifacts { executable, build_script_env, build_script_library_dirs, local_libs }))
 }
 
 /// The package name of a package id (`path+file:///ws/crates/x#name@0.1.0` or `...#0.1.0`).
@@ -156,7 +272,7 @@ fn package_name(package_id: &str, target_name: &str) -> String {
 }
 
 enum Assembled {
-    Ready(HostBuild),
+    Ready(Box<HostBuild>),
     /// Outputs to delete so that cargo rebuilds them through cargo hot.
     Stale(Vec<PathBuf>),
 }
@@ -164,8 +280,36 @@ enum Assembled {
 fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assembled> {
     let capture = capture_dir(plan);
     let mut stale = Vec::new();
+    let link = find_link_record(&capture, &artifacts.executable);
+    let relink = |stale: &mut Vec<PathBuf>| {
+        stale.push(artifacts.executable.clone());
+        stale.extend(deps_copies(&artifacts.executable));
+    };
+    if link.is_none() {
+        relink(&mut stale);
+    }
+    // The bin crate's own command (main.rs and its modules), keyed by the linked file's name.
+    let host_key = link.as_ref().and_then(|l| l.output.as_deref()).and_then(|out| out.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let host_invocation = host_key.as_deref().and_then(|key| RustcInvocation::load(&RustcInvocation::record_path(&capture, key)).ok());
+
     let mut boundaries = Vec::new();
     for boundary in &plan.boundaries {
+        if boundary.kind == BoundaryKind::Binary {
+            let (Some(key), Some(invocation)) = (&host_key, &host_invocation) else {
+                if link.is_some() {
+                    relink(&mut stale);
+                }
+                continue;
+            };
+            let baseline = crate::capture::host_objects_dir(&capture, key);
+            if !baseline.is_dir() {
+                relink(&mut stale); // linked by a cargo hot that did not keep the objects
+                continue;
+            }
+            let dep_info = invocation.dep_info_path().ok_or_else(|| anyhow!("the captured command of `{}` has no --out-dir", boundary.package))?;
+            boundaries.push(BoundaryUnit { boundary: boundary.clone(), invocation: invocation.clone(), objects: UnitObjects::Binary { baseline }, dep_info });
+            continue;
+        }
         let Some((_, _, rlib)) = artifacts.local_libs.iter().find(|(package, _, _)| *package == boundary.package) else {
             bail!("cargo did not build the boundary `{}` as part of `{}`", boundary.package, plan.host.bin);
         };
@@ -187,47 +331,39 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
             continue;
         }
         let dep_info = invocation.dep_info_path().ok_or_else(|| anyhow!("the captured command of `{}` has no --out-dir", boundary.package))?;
-        boundaries.push(BoundaryUnit { boundary: boundary.clone(), invocation, rlib: rlib.clone(), dep_info });
-    }
-
-    let link = find_link_record(&capture, &artifacts.executable);
-    if link.is_none() {
-        stale.push(artifacts.executable.clone());
-        stale.extend(deps_copies(&artifacts.executable));
+        boundaries.push(BoundaryUnit { boundary: boundary.clone(), invocation, objects: UnitObjects::Rlib(rlib.clone()), dep_info });
     }
     if !stale.is_empty() {
+        stale.dedup();
         return Ok(Assembled::Stale(stale));
     }
 
-    let local_units: Vec<LocalUnit> = artifacts
+    let mut local_units: Vec<LocalUnit> = artifacts
         .local_libs
         .into_iter()
-        .filter(|(package, _, _)| !plan.boundaries.iter().any(|b| b.package == *package))
+        .filter(|(package, _, _)| !plan.boundaries.iter().any(|b| b.package == *package && b.kind == BoundaryKind::Library))
         .filter_map(|(package, manifest_dir, rlib)| {
             let dep_info = rlib.with_file_name(format!("{}.d", unit_key(&rlib)?));
-            Some(LocalUnit { package, dep_info, manifest_dir })
+            Some(LocalUnit { package, dep_info, manifest_dir, rlib: Some(rlib) })
         })
         .collect();
     let host_dep_info = artifacts.executable.with_extension("d");
-    // The bin crate's own files (main.rs and its modules), from its captured command.
-    let host_unit = link
-        .as_ref()
-        .and_then(|l| l.output.as_deref())
-        .and_then(|out| out.file_name())
-        .and_then(|key| RustcInvocation::load(&RustcInvocation::record_path(&capture, &key.to_string_lossy())).ok())
-        .and_then(|invocation| Some((invocation.dep_info_path()?, invocation.cwd)));
-    let mut local_units = local_units;
-    if let Some((dep_info, cwd)) = host_unit {
-        local_units.push(LocalUnit { package: format!("{} (the host binary)", plan.host.bin), dep_info, manifest_dir: cwd });
+    let host_is_boundary = plan.boundaries.iter().any(|b| b.kind == BoundaryKind::Binary);
+    if let (false, Some(invocation)) = (host_is_boundary, &host_invocation) {
+        if let Some(dep_info) = invocation.dep_info_path() {
+            local_units.push(LocalUnit { package: plan.host.bin.clone(), dep_info, manifest_dir: invocation.cwd.clone(), rlib: None });
+        }
     }
-    Ok(Assembled::Ready(HostBuild {
+    Ok(Assembled::Ready(Box::new(HostBuild {
+        build_script_env: artifacts.build_script_env,
+        build_script_library_dirs: artifacts.build_script_library_dirs,
         executable: artifacts.executable,
         host_dep_info,
         boundaries,
         local_units,
         link: link.expect("checked above"),
         duration: started.elapsed(),
-    }))
+    })))
 }
 
 /// `libhandlers-0f1e.rlib` → `handlers-0f1e`: the unit's key, as its capture record and

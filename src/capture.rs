@@ -112,6 +112,11 @@ impl RustcInvocation {
     }
 }
 
+/// Where the host crate's own object files of its last link are kept (see `linker`).
+pub fn host_objects_dir(capture_dir: &Path, unit_key: &str) -> PathBuf {
+    capture_dir.join(format!("objects-{unit_key}"))
+}
+
 /// True when this process was started by cargo as the workspace wrapper of a cargo hot build.
 pub fn is_wrapper_invocation() -> bool {
     std::env::var_os(CAPTURE_DIR_ENV).is_some()
@@ -182,6 +187,7 @@ fn prepare(rustc: &Path, raw_args: &[OsString]) -> Result<Command> {
         command.args(args).arg("-C").arg(format!("linker={}", self_exe.display()));
         command.env(crate::linker::REAL_LINKER_ENV, user_linker.unwrap_or_else(|| "cc".to_string()));
         command.env(crate::linker::LINK_RECORD_ENV, capture_dir.join(format!("{}{key}.json", crate::linker::LINK_RECORD_PREFIX)));
+        command.env(crate::linker::SAVE_OBJECTS_ENV, host_objects_dir(&capture_dir, &key));
     } else {
         command.args(args);
     }

@@ -27,6 +27,24 @@ pub enum Command {
     /// Say what a change to each path would do (patch, restart or ignored) and why; with no
     /// path, summarise the dependency tree and the rules.
     Explain(ExplainArgs),
+    /// Set a workspace up for cargo hot: add the runtime to the server's Cargo.toml (and to the
+    /// boundary's, with --boundary) and say which lines to change. Running it again changes
+    /// nothing.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// The library crate to make hot (a path or a package name), written to
+    /// [package.metadata.hot]. Without it, the server's own crate is hot.
+    #[arg(long, value_name = "PATH|PACKAGE")]
+    pub boundary: Option<String>,
+    /// Use the runtime at this path (a checkout's `runtime` directory) instead of the one
+    /// cargo hot picks (its own checkout, else crates.io).
+    #[arg(long, value_name = "PATH")]
+    pub runtime_path: Option<PathBuf>,
 }
 
 /// Settings that can also be written under `[package.metadata.hot]` or

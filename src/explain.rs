@@ -13,13 +13,13 @@ use anyhow::{bail, Result};
 use crate::build::{self, BuildOutcome};
 use crate::classify::{Action, DependencyTree};
 use crate::cli::ExplainArgs;
-use crate::metadata::{self, Plan};
+use crate::metadata::{self, BoundaryKind, Plan};
 use crate::ui;
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let plan = metadata::plan(&args.selection, &args.options)?;
+    let mut plan = metadata::plan(&args.selection, &args.options)?;
     let tool = crate::tool::stable_copy(&plan.tool_dir())?;
-    let BuildOutcome::Built(build) = build::build_host(&plan, &tool)? else {
+    let BuildOutcome::Built(build) = build::build_host_settling_boundary(&mut plan, &tool)? else {
         bail!("the build failed; `explain` needs a successful build to know which crate compiles which file");
     };
     let tree = DependencyTree::load(&build, &plan)?;
@@ -30,12 +30,15 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         for path in &args.paths {
             let absolute = absolute(&cwd.join(path));
             let decision = tree.classify(&absolute);
-            let word = match decision.action {
-                Action::Patch(_) => "patch",
-                Action::Restart => "restart",
-                Action::Ignore => "ignored",
+            let (word, note) = match decision.action {
+                Action::Patch(index) if build.boundaries.get(index).is_some_and(|u| u.boundary.kind == BoundaryKind::Binary) => {
+                    ("patch", "; an edit to code only start-up runs, such as `main`, restarts")
+                }
+                Action::Patch(_) => ("patch", ""),
+                Action::Restart => ("restart", ""),
+                Action::Ignore => ("ignored", ""),
             };
-            println!("{}: {word} ({})", path.display(), decision.reason);
+            println!("{}: {word} ({}{note})", path.display(), decision.reason);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -54,6 +57,12 @@ fn summary(plan: &Plan, tree: &DependencyTree) -> String {
     out.push_str(&format!("host: `{}` (package `{}`), workspace {}\n", plan.host.bin, plan.host.package, root.display()));
     out.push_str("boundaries (an edit patches the running program):\n");
     for ((name, files), boundary) in tree.boundaries.iter().zip(&plan.boundaries) {
+        let name = match (&boundary.kind, boundary.by_default) {
+            (BoundaryKind::Binary, true) => format!("{name} (the binary's own crate: no boundary is configured)"),
+            (BoundaryKind::Binary, false) => format!("{name} (the binary's own crate)"),
+            (BoundaryKind::Library, true) => format!("{name} (the package's library: no boundary is configured)"),
+            (BoundaryKind::Library, false) => name.clone(),
+        };
         let dependents = if boundary.dependents.is_empty() {
             String::new()
         } else {

@@ -73,7 +73,7 @@ impl IpcServer {
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                     if Instant::now() >= deadline {
                         bail!(
-                            "the program (pid {pid}) never connected to cargo hot; does the boundary depend on the `hot` runtime?"
+                            "the program (pid {pid}) never connected to cargo hot; does it depend on `hot-runtime` (with `#[hot::export]` functions in the boundary)?"
                         );
                     }
                     std::thread::sleep(Duration::from_millis(5));
@@ -171,7 +171,7 @@ fn handshake(stream: UnixStream) -> Result<Option<Connection>> {
             Ok(Some(Connection { pid, info: ProgramInfo { anchor, tls_offset }, writer: stream, reader }))
         }
         Ok(ChildMessage::Hello { protocol, .. }) => Err(anyhow!(
-            "the program's `hot` runtime speaks protocol {protocol}, this cargo-hot speaks {PROTOCOL_VERSION}; use matching versions"
+            "the program's `hot-runtime` speaks protocol {protocol}, this cargo-hot speaks {PROTOCOL_VERSION}; use matching versions"
         )),
         _ => Ok(None),
     }

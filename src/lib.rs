@@ -9,7 +9,8 @@
 //! The modules, one concern each: [`metadata`] and [`config`] plan (which host, which
 //! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host; [`depinfo`]
 //! and [`classify`] decide what an edit means; [`watch`] sees edits; [`patch`] builds a
-//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program; [`ui`] talks;
+//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program with the
+//! [`environment`] `cargo run` would give it; [`ui`] talks;
 //! [`tool`] keeps the copy of cargo-hot that the other processes run.
 
 pub mod abi;
@@ -19,7 +20,9 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod depinfo;
+pub mod environment;
 pub mod explain;
+pub mod init;
 pub mod ipc;
 pub mod linker;
 pub mod metadata;
@@ -49,6 +52,7 @@ pub fn main_entry() -> ExitCode {
     let result = match cli.command {
         cli::Command::Run(args) => session::run(args),
         cli::Command::Explain(args) => explain::run(args),
+        cli::Command::Init(args) => init::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,12 @@ pub const LINK_RECORD_ENV: &str = "CARGO_HOT_LINK_RECORD";
 /// Link records are `link-<unit key>.json` in the capture directory: one per host unit, so
 /// workspaces sharing a target directory do not overwrite each other's.
 pub const LINK_RECORD_PREFIX: &str = "link-";
+/// After the host's link: keep the host crate's own object files in this directory (the code
+/// the running program started with, which a patch of the binary is compared against).
+pub const SAVE_OBJECTS_ENV: &str = "CARGO_HOT_SAVE_OBJECTS";
+/// Patch mode, when a patch of the binary is compiled: put the crate's own object files in
+/// this directory and link nothing (linking the whole executable is not what a patch needs).
+pub const PATCH_OBJECTS_ENV: &str = "CARGO_HOT_PATCH_OBJECTS";
 
 /// The host's link command as actually run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,9 +149,19 @@ fn link() -> Result<ExitCode> {
             None => args.push(arg),
         }
     }
-    let args = host_link_args(&args);
     let output = args.iter().position(|a| a == "-o").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let own_objects = output.as_deref().map(|output| crate_objects(&args, output)).unwrap_or_default();
+    if let Some(dir) = std::env::var_os(PATCH_OBJECTS_ENV) {
+        keep_objects(&own_objects, Path::new(&dir))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args = host_link_args(&args);
     let status = run_with_response_file(&driver, &args)?;
+    if let (true, Some(dir)) = (status.success(), std::env::var_os(SAVE_OBJECTS_ENV)) {
+        if let Err(err) = keep_objects(&own_objects, Path::new(&dir)) {
+            eprintln!("cargo-hot (linker): cannot keep the host's objects: {err:#}");
+        }
+    }
     // Recorded only once the binary exists: the record also says "this binary is patchable".
     if let (true, Some(record_path)) = (status.success(), std::env::var_os(LINK_RECORD_ENV)) {
         let record = LinkRecord { driver: driver.clone(), args: args.clone(), output };
@@ -153,6 +169,29 @@ fn link() -> Result<ExitCode> {
             .with_context(|| format!("cannot write {}", PathBuf::from(&record_path).display()))?;
     }
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// The object files of the crate being linked into `output`: rustc's codegen units
+/// `<output file name>.<unit>.rcgu.o` (its dependencies come as rlibs).
+pub fn crate_objects(args: &[String], output: &Path) -> Vec<PathBuf> {
+    let Some(stem) = output.file_name().map(|n| format!("{}.", n.to_string_lossy())) else { return Vec::new() };
+    args.iter()
+        .filter(|a| a.ends_with(".rcgu.o") && Path::new(a).file_name().is_some_and(|n| n.to_string_lossy().starts_with(&stem)))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Makes `dir` hold exactly `objects` (hard links: rustc deletes its copies after the link).
+fn keep_objects(objects: &[PathBuf], dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for object in objects {
+        let kept = dir.join(object.file_name().unwrap_or_default());
+        if std::fs::hard_link(object, &kept).is_err() {
+            std::fs::copy(object, &kept).with_context(|| format!("cannot copy {} to {}", object.display(), kept.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs a linker driver, passing long argument lists through a response file as rustc does.
@@ -246,6 +285,21 @@ mod tests {
         assert_eq!(out[i - 1], "-Wl,--whole-archive");
         assert_eq!(out[i + 1], "-Wl,--no-whole-archive");
         assert!(out.contains(&"-lc".to_string()));
+    }
+
+    #[test]
+    fn the_crate_s_own_objects_are_told_from_the_rest() {
+        let args = strings(&[
+            "/t/deps/rustcXYZ/symbols.o",
+            "/t/deps/server-1a.0abc.1x.rcgu.o",
+            "/t/deps/server-1a.1def.1x.rcgu.o",
+            "/t/deps/server-1abc.9.rcgu.o",
+            "/t/deps/libtokio-3.rlib",
+            "-o",
+            "/t/deps/server-1a",
+        ]);
+        let own = crate_objects(&args, Path::new("/t/deps/server-1a"));
+        assert_eq!(own, [PathBuf::from("/t/deps/server-1a.0abc.1x.rcgu.o"), PathBuf::from("/t/deps/server-1a.1def.1x.rcgu.o")]);
     }
 
     #[test]

@@ -17,17 +17,33 @@ pub struct Host {
     pub package: String,
     pub bin: String,
     pub manifest_dir: PathBuf,
+    /// What `cargo run` tells the program about its package: `CARGO_MANIFEST_DIR`,
+    /// `CARGO_MANIFEST_PATH` and the `CARGO_PKG_*` variables.
+    pub package_env: Vec<(String, String)>,
 }
 
 /// A hot crate: edits to files only it compiles are patched into the running host.
 #[derive(Debug, Clone)]
 pub struct Boundary {
     pub package: String,
-    /// The lib target's crate name (`-` replaced by `_`), as rustc knows it.
+    /// The target's crate name (`-` replaced by `_`), as rustc knows it.
     pub crate_name: String,
     pub manifest_dir: PathBuf,
     /// Other boundaries that depend on this one (an edit here then restarts).
     pub dependents: Vec<String>,
+    pub kind: BoundaryKind,
+    /// Chosen because nothing was configured (see [`plan`]): a library without exports then
+    /// gives way to the binary.
+    pub by_default: bool,
+}
+
+/// Which crate of its package a boundary is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundaryKind {
+    /// A library the host links (its own `src/lib.rs`, or another crate).
+    Library,
+    /// The host binary itself: `#[hot::export]` functions in the modules of `main.rs`.
+    Binary,
 }
 
 /// Everything decided before the first build.
@@ -83,42 +99,28 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
         package: host_package.name.to_string(),
         bin,
         manifest_dir: manifest_dir(host_package),
+        package_env: package_env(host_package),
     };
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let flags = options.as_table();
     warn_all(config.apply(&ConfigSource { table: &flags, base_dir: &cwd, origin: "the command line".into() })?);
-    if config.boundaries.is_empty() {
-        bail!(
-            "no hot boundary is configured for `{}`.\n\
-             Name the crate whose edits should be patched in, either on the command line:\n    \
-             cargo hot run --boundary crates/handlers\n\
-             or in {}:\n    [package.metadata.hot]\n    boundary = \"handlers\"",
-            host.package,
-            host_package.manifest_path
-        );
-    }
-
     let host_deps = normal_dependencies(&metadata, &host_package.id);
     let mut boundaries: Vec<Boundary> = Vec::new();
     let mut ids: Vec<PackageId> = Vec::new();
+    if config.boundaries.is_empty() {
+        // Nothing configured: the host package's own library if it has one (its exports are
+        // what the binary calls), otherwise the binary itself.
+        boundaries.push(package_boundary(host_package, &host.bin, true));
+        ids.push(host_package.id.clone());
+    }
     for spec in &config.boundaries {
         let package = resolve_boundary(&metadata, spec)?;
         let is_host = package.id == host_package.id;
-        let Some(lib) = package.targets.iter().find(|t| t.is_lib() || t.kind.contains(&TargetKind::RLib)) else {
-            if is_host {
-                bail!(
-                    "the boundary `{}` ({}) is the host package itself, which has no library target. \
-                     The boundary is a library the binary uses: move the code to patch into src/lib.rs \
-                     (the binary calls it as `{}::...`) or into its own crate, e.g. crates/handlers",
-                    spec.value,
-                    spec.origin,
-                    host.package.replace('-', "_")
-                );
-            }
-            bail!("the boundary `{}` ({}) has no library target; a boundary must be a library crate", package.name, spec.origin);
-        };
-        // The host package's own library (src/lib.rs beside src/main.rs) is a fine boundary.
+        if !is_host && !package.targets.iter().any(is_library) {
+            bail!("the boundary `{}` ({}) has no library target; a boundary must be a library crate, or the host's own package", package.name, spec.origin);
+        }
+        // The host package's own library, or its binary, is a fine boundary.
         if !is_host && !host_deps.contains(&package.id) {
             bail!(
                 "the boundary `{}` ({}) is not a dependency of `{}`: nothing it compiles ends up in the program.\n\
@@ -132,12 +134,7 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
         if boundaries.iter().any(|b| b.package == package.name.as_str()) {
             continue;
         }
-        boundaries.push(Boundary {
-            package: package.name.to_string(),
-            crate_name: lib.name.replace('-', "_"),
-            manifest_dir: manifest_dir(package),
-            dependents: Vec::new(),
-        });
+        boundaries.push(package_boundary(package, &host.bin, false));
         ids.push(package.id.clone());
     }
 
@@ -169,12 +166,73 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
     })
 }
 
+/// The variables cargo sets for a package's programs (cargo's `Compilation::fill_env`).
+fn package_env(package: &Package) -> Vec<(String, String)> {
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let version = &package.version;
+    vec![
+        ("CARGO_MANIFEST_DIR".into(), manifest_dir(package).display().to_string()),
+        ("CARGO_MANIFEST_PATH".into(), package.manifest_path.to_string()),
+        ("CARGO_PKG_NAME".into(), package.name.to_string()),
+        ("CARGO_PKG_VERSION".into(), version.to_string()),
+        ("CARGO_PKG_VERSION_MAJOR".into(), version.major.to_string()),
+        ("CARGO_PKG_VERSION_MINOR".into(), version.minor.to_string()),
+        ("CARGO_PKG_VERSION_PATCH".into(), version.patch.to_string()),
+        ("CARGO_PKG_VERSION_PRE".into(), version.pre.to_string()),
+        ("CARGO_PKG_AUTHORS".into(), package.authors.join(":")),
+        ("CARGO_PKG_DESCRIPTION".into(), text(&package.description)),
+        ("CARGO_PKG_HOMEPAGE".into(), text(&package.homepage)),
+        ("CARGO_PKG_REPOSITORY".into(), text(&package.repository)),
+        ("CARGO_PKG_LICENSE".into(), text(&package.license)),
+        ("CARGO_PKG_LICENSE_FILE".into(), package.license_file.as_ref().map(|p| p.to_string()).unwrap_or_default()),
+        ("CARGO_PKG_RUST_VERSION".into(), package.rust_version.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+        ("CARGO_PKG_README".into(), package.readme.as_ref().map(|p| p.to_string()).unwrap_or_default()),
+    ]
+}
+
+fn is_library(target: &cargo_metadata::Target) -> bool {
+    target.is_lib() || target.kind.contains(&TargetKind::RLib)
+}
+
+/// The boundary of `package`: its library, or (the host's package without one) the binary.
+fn package_boundary(package: &Package, bin: &str, by_default: bool) -> Boundary {
+    let (crate_name, kind) = match package.targets.iter().find(|t| is_library(t)) {
+        Some(lib) => (lib.name.replace('-', "_"), BoundaryKind::Library),
+        None => (bin.replace('-', "_"), BoundaryKind::Binary),
+    };
+    Boundary { package: package.name.to_string(), crate_name, manifest_dir: manifest_dir(package), dependents: Vec::new(), kind, by_default }
+}
+
+impl Plan {
+    /// After a build showed that the default boundary (the host's library) has no exports
+    /// while the binary has: the binary becomes the boundary.
+    pub fn prefer_binary_boundary(&mut self) {
+        if let [boundary] = self.boundaries.as_mut_slice() {
+            if boundary.by_default && boundary.kind == BoundaryKind::Library {
+                boundary.kind = BoundaryKind::Binary;
+                boundary.crate_name = self.host.bin.replace('-', "_");
+            }
+        }
+    }
+}
+
 fn host_deps_or_self(deps: &HashSet<PackageId>, host: &PackageId, id: &PackageId) -> bool {
     id == host || deps.contains(id)
 }
 
 fn manifest_dir(package: &Package) -> PathBuf {
     package.manifest_path.parent().map(|p| p.as_std_path().to_path_buf()).unwrap_or_default()
+}
+
+/// The workspace, the host package and its binary, chosen as [`plan`] chooses them but
+/// without needing a boundary (for `cargo hot init`).
+pub fn host_package(selection: &Selection) -> Result<(Metadata, PackageId, String)> {
+    let metadata = read_metadata(selection)?;
+    let configured_bin = metadata.workspace_metadata.get("hot").and_then(|t| t.get("bin")).and_then(|b| b.as_str()).map(str::to_string);
+    let package = select_host_package(&metadata, selection, configured_bin.as_deref())?;
+    let bin = select_bin(package, selection.bin.as_deref().or(configured_bin.as_deref()))?;
+    let id = package.id.clone();
+    Ok((metadata, id, bin))
 }
 
 fn read_metadata(selection: &Selection) -> Result<Metadata> {

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use hot::protocol::ReloadOutcome;
 
 use crate::abi::{self, HostImage, LoadedDefinitions, SourceSnapshot, TypeDefinitions};
-use crate::build::{self, BuildOutcome, HostBuild};
+use crate::build::{self, BuildOutcome, HostBuild, UnitObjects};
 use crate::classify::{self, DependencyTree};
 use crate::cli::RunArgs;
 use crate::ipc::IpcServer;
@@ -77,6 +77,8 @@ struct Session {
     patches: u64,
     /// Where the running program keeps the boundaries' statics (None until its first patch).
     homes: Option<Homes>,
+    /// The default boundary last announced.
+    announced_boundary: Option<String>,
     failure: Option<Failure>,
     /// Sockets cargo hot holds for the whole session (`listen`).
     listeners: crate::sockets::Listeners,
@@ -145,6 +147,7 @@ impl Session {
             program: None,
             patches: 0,
             homes: None,
+            announced_boundary: None,
             failure: None,
             listeners,
             tool,
@@ -159,12 +162,20 @@ impl Session {
 
     fn run(&mut self) -> Result<ExitCode> {
         let boundaries: Vec<&str> = self.plan.boundaries.iter().map(|b| b.package.as_str()).collect();
-        ui::info(format!(
-            "running `{}` with hot boundary {}; watching {} directories",
-            self.plan.host.bin,
-            boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
-            self.watcher.directory_count()
-        ));
+        if self.plan.boundaries.iter().any(|b| b.by_default) {
+            ui::info(format!(
+                "running `{}` (no boundary is configured: the hot crate is chosen after the build); watching {} directories",
+                self.plan.host.bin,
+                self.watcher.directory_count()
+            ));
+        } else {
+            ui::info(format!(
+                "running `{}` with hot boundary {}; watching {} directories",
+                self.plan.host.bin,
+                boundaries.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", "),
+                self.watcher.directory_count()
+            ));
+        }
         if !self.listeners.is_empty() {
             let addresses: Vec<String> = self.listeners.addresses().iter().map(|a| a.to_string()).collect();
             ui::info(format!("holding {} for the program (LISTEN_FDS): no connection is refused across restarts", addresses.join(", ")));
@@ -268,6 +279,22 @@ impl Session {
         Ok(())
     }
 
+    /// Says which crate was chosen as the boundary when none is configured (once, and again if
+    /// the choice changes).
+    fn announce_default_boundary(&mut self) {
+        let [boundary] = self.plan.boundaries.as_slice() else { return };
+        if !boundary.by_default || self.announced_boundary.as_deref() == Some(boundary.package.as_str()) {
+            return;
+        }
+        let why = match boundary.kind {
+            crate::metadata::BoundaryKind::Binary => "the binary's own crate".to_string(),
+            crate::metadata::BoundaryKind::Library if boundary.package == self.plan.host.package => "the package's library".to_string(),
+            crate::metadata::BoundaryKind::Library => format!("the one crate of `{}` with #[hot::export] functions", self.plan.host.bin),
+        };
+        ui::info(format!("hot boundary `{}` ({why}; set `boundary` under [package.metadata.hot] to choose another)", boundary.package));
+        self.announced_boundary = Some(boundary.package.clone());
+    }
+
     /// An error that ends this attempt but not the session: the program keeps running.
     fn report_error(&self, err: anyhow::Error) {
         let still = if self.program.is_some() { "the program keeps running" } else { "nothing is running" };
@@ -282,11 +309,20 @@ impl Session {
         let unit = active.build.boundaries[index].clone();
         let name = unit.boundary.package.clone();
 
+        if matches!(unit.objects, UnitObjects::Binary { .. }) && unit.invocation.codegen_option("split-debuginfo") == Some("packed") {
+            // rustc would package the debug info of an executable the patch never links.
+            return self
+                .fall_back("a patch of the binary cannot be built with `split-debuginfo = \"packed\"` (use \"unpacked\" or \"off\" in the dev profile)")
+                .map(|_| false);
+        }
         // The boundary's type definitions are read while rustc compiles the same files.
         let files = active.tree.boundary_files(index);
+        let patch_dir = self.plan.session_dir().join("patches").join(std::process::id().to_string());
+        let binary_objects = patch_dir.join("binary-objects");
+        let tool = self.tool.clone();
         let (compiled, parsed) = std::thread::scope(|scope| {
             let types = scope.spawn(|| TypeDefinitions::of_files(&files));
-            let compiled = patch::compile(&unit);
+            let compiled = patch::compile(&unit, &tool, &binary_objects);
             (compiled, types.join().expect("parsing type definitions does not panic"))
         });
         let compiled = compiled?;
@@ -337,15 +373,28 @@ impl Session {
         if let Err(err) = self.find_homes(pid) {
             return self.fall_back(&format!("{err:#}")).map(|_| false);
         }
-        let homes = self.homes.as_mut().expect("found above");
-        homes.declare(current.declared_statics().clone());
-        let homes = &*homes;
+        self.homes.as_mut().expect("found above").declare(current.declared_statics().clone());
+        let objects = match patch::ObjectSource::of(&unit, &binary_objects).read() {
+            Ok(objects) => objects,
+            Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
+        };
+        // A patch of the binary brings in only what the exports reach: an edit to code that
+        // ran once at start-up (`main`) takes effect by a restart.
+        let mut also_run_at_start_up = Vec::new();
+        if let UnitObjects::Binary { .. } = &unit.objects {
+            let started_with = patch::ObjectSource::Dir(self.running_objects_dir()).read();
+            match started_with.and_then(|old| patch::reach::changes(&old, &objects)) {
+                Ok(changes) if changes.start_up_only.is_empty() => also_run_at_start_up = changes.also_run_at_start_up,
+                Ok(changes) => return self.fall_back(&describe_start_up(&changes.start_up_only)).map(|_| false),
+                Err(err) => return self.fall_back(&format!("cannot compare the new code with the running program's: {err:#}")).map(|_| false),
+            }
+        }
+        let homes = self.homes.as_ref().expect("found above");
         self.patches += 1;
         let active = self.active.as_ref().expect("patch needs a build");
-        let patch_dir = self.plan.session_dir().join("patches").join(std::process::id().to_string());
         let patch_path = patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.patches));
         std::fs::create_dir_all(&patch_dir)?;
-        let linked = match patch::link(&unit.rlib, &active.patch_linker, &patch_dir.join("objects"), &patch_path, homes) {
+        let linked = match patch::link(objects, &active.patch_linker, &patch_dir.join("objects"), &patch_path, homes) {
             Ok(Ok(linked)) => linked,
             Ok(Err(unbindable)) => return self.fall_back(&unbindable.0).map(|_| false),
             Err(err) => return self.fall_back(&format!("{err:#}")).map(|_| false),
@@ -385,6 +434,12 @@ impl Session {
                     ui::ms(Duration::from_micros(load_micros)),
                     if switched == 1 { "" } else { "s" },
                 ));
+                if let Some(first) = also_run_at_start_up.first() {
+                    let more = if also_run_at_start_up.len() > 1 { format!(" (and {} more)", also_run_at_start_up.len() - 1) } else { String::new() };
+                    ui::warn(format!(
+                        "`{first}`{more} changed and runs new from now on, but start-up already ran its old version; restart cargo hot if that matters"
+                    ));
+                }
                 for item in &rebuilt {
                     if let Some(error) = &item.error {
                         ui::warn(format!(
@@ -426,13 +481,23 @@ impl Session {
     fn rebuild_and_restart(&mut self, reason: Option<String>) -> Result<()> {
         ui::info(format!("building `{}`…", self.plan.host.bin));
         let tool = self.tool.clone();
+        crate::tool::keep_alive(&tool);
         // What the boundaries' sources were when cargo started: if they differ afterwards,
         // the built program may hold other type definitions than the files now say.
-        let before: Vec<SourceSnapshot> =
-            self.plan.boundaries.iter().map(|b| SourceSnapshot::of_dir(&b.manifest_dir, &self.plan.target_dir)).collect();
+        // Of every local package: with nothing configured, the build settles which is the boundary.
+        let before: std::collections::HashMap<PathBuf, SourceSnapshot> = self
+            .plan
+            .local_package_dirs
+            .iter()
+            .chain(self.plan.boundaries.iter().map(|b| &b.manifest_dir))
+            .map(|dir| (dir.clone(), SourceSnapshot::of_dir(dir, &self.plan.target_dir)))
+            .collect();
         self.failure = Some(Failure::Build);
-        let build = match build::build_host(&self.plan, &tool)? {
-            BuildOutcome::Built(build) => *build,
+        let build = match build::build_host_settling_boundary(&mut self.plan, &tool)? {
+            BuildOutcome::Built(build) => {
+                self.announce_default_boundary();
+                *build
+            }
             BuildOutcome::Failed => {
                 let still = if self.program.is_some() {
                     "the program keeps running the last good build"
@@ -451,9 +516,9 @@ impl Session {
             .iter()
             .enumerate()
             .map(|(index, unit)| {
-                let position = self.plan.boundaries.iter().position(|b| b.package == unit.boundary.package)?;
-                let after = SourceSnapshot::of_dir(&self.plan.boundaries[position].manifest_dir, &self.plan.target_dir);
-                if after != before[position] {
+                let dir = &unit.boundary.manifest_dir;
+                let after = SourceSnapshot::of_dir(dir, &self.plan.target_dir);
+                if before.get(dir) != Some(&after) {
                     return None;
                 }
                 TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(definitions, _)| definitions)
@@ -473,10 +538,14 @@ impl Session {
                     unit.boundary.package,
                     self.plan.selection.profile_name()
                 ));
-            } else if image.exports_of(&unit.boundary.crate_name).next().is_none() {
+            } else if !build::unit_has_exports(unit).unwrap_or(true) {
+                let what = match unit.boundary.kind {
+                    crate::metadata::BoundaryKind::Binary => format!("the binary `{}`", self.plan.host.bin),
+                    crate::metadata::BoundaryKind::Library => format!("`{}`", unit.boundary.package),
+                };
                 ui::warn(format!(
-                    "`{}` has no #[hot::export] functions in `{}`: every edit restarts. Put #[hot::export] on the functions the host calls",
-                    unit.boundary.package, self.plan.host.bin
+                    "{what} has no #[hot::export] functions: every edit restarts. Put #[hot::export] on the functions the server calls \
+                     (see `cargo hot init`), or name the crate that has them with --boundary"
                 ));
             }
         }
@@ -487,10 +556,10 @@ impl Session {
         self.watcher.add_directories(compiled_dirs);
         let rustc = build.boundaries.first().map(|unit| unit.invocation.rustc.clone()).unwrap_or_else(|| "rustc".into());
         let patch_linker = patch::PatchLinker::find(&build.link, &rustc);
+        // Read before anything is replaced or stopped: a broken env-file keeps the old program
+        // running, with the description of the build it runs (its statics' addresses).
+        let env = self.program_environment(&build)?;
         self.active = Some(Active { build, patch_linker, image, tree, types });
-
-        // Read before anything is stopped: a broken env-file keeps the old program running.
-        let env = self.plan.config.env_vars()?;
         let restarting = self.program.is_some();
         let mut stopping = None;
         if let Some(mut old) = self.program.take() {
@@ -534,15 +603,50 @@ impl Session {
     }
 
     fn start_program(&mut self) -> Result<()> {
-        let env = self.plan.config.env_vars()?;
+        let env = self.program_environment(&self.active.as_ref().expect("a build exists").build)?;
         self.start_program_with(env)
     }
 
-    fn start_program_with(&mut self, env: Vec<(String, String)>) -> Result<()> {
+    /// What `cargo run` would give the program of `build`, then the env-file (see
+    /// `environment`).
+    fn program_environment(&self, build: &HostBuild) -> Result<Vec<(OsString, OsString)>> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        crate::environment::program_environment(&self.plan, build, &cwd)
+    }
+
+    /// The objects the running program was linked from, when the binary is a boundary: kept
+    /// per program, since another build (`cargo hot explain`, a build that then failed to
+    /// start) may link the host again meanwhile.
+    fn running_objects_dir(&self) -> PathBuf {
+        self.plan.session_dir().join("running-objects")
+    }
+
+    fn keep_running_objects(&self) -> Result<()> {
         let active = self.active.as_ref().expect("a build exists");
-        let mut env: Vec<(OsString, OsString)> = env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let Some(baseline) = active.build.boundaries.iter().find_map(|unit| match &unit.objects {
+            UnitObjects::Binary { baseline } => Some(baseline),
+            UnitObjects::Rlib(_) => None,
+        }) else {
+            return Ok(());
+        };
+        let kept = self.running_objects_dir();
+        let _ = std::fs::remove_dir_all(&kept);
+        std::fs::create_dir_all(&kept).with_context(|| format!("cannot create {}", kept.display()))?;
+        for entry in std::fs::read_dir(baseline).with_context(|| format!("cannot read {}", baseline.display()))? {
+            let from = entry?.path();
+            let to = kept.join(from.file_name().unwrap_or_default());
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_program_with(&mut self, env: Vec<(OsString, OsString)>) -> Result<()> {
+        self.keep_running_objects()?;
+        let active = self.active.as_ref().expect("a build exists");
+        let mut env = env;
         env.push((hot::IPC_ENV.into(), self.ipc.path().into()));
-        env.push(("CARGO_MANIFEST_DIR".into(), self.plan.host.manifest_dir.clone().into()));
         let launch = Launch {
             executable: active.build.executable.clone(),
             args: self.program_args.clone(),
@@ -641,6 +745,15 @@ impl Session {
     fn display(&self, path: &std::path::Path) -> String {
         path.strip_prefix(&self.plan.workspace_root).unwrap_or(path).display().to_string()
     }
+}
+
+/// Why an edit of the binary restarts: it changed code only start-up runs.
+fn describe_start_up(changed: &[String]) -> String {
+    let more = if changed.len() > 1 { format!(" (and {} more)", changed.len() - 1) } else { String::new() };
+    format!(
+        "the edit changes `{}`{more}, which only start-up code runs (no #[hot::export] function reaches it), so a patch would not run it again",
+        changed[0]
+    )
 }
 
 /// ` · 2 statics and 1 thread-local kept` (empty when none were bound).

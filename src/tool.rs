@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-/// Copies older than this, other than the current one, are removed.
-const KEEP_OLD_COPIES: Duration = Duration::from_secs(24 * 3600);
+/// Copies unused for this long (a session touches its copy at every build), other than the
+/// current one, are removed.
+const KEEP_OLD_COPIES: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The path of this executable's copy under `dir` (made if missing).
 pub fn stable_copy(dir: &Path) -> Result<PathBuf> {
@@ -28,8 +29,16 @@ pub fn stable_copy(dir: &Path) -> Result<PathBuf> {
         std::fs::copy(&current, &partial).with_context(|| format!("cannot copy cargo-hot to {}", partial.display()))?;
         std::fs::rename(&partial, &copy).with_context(|| format!("cannot create {}", copy.display()))?;
     }
+    keep_alive(&copy);
     remove_old_copies(dir, &copy);
     Ok(copy)
+}
+
+/// Marks a copy as in use (sessions of other versions remove copies unused for a week).
+pub fn keep_alive(copy: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(copy) {
+        let _ = file.set_modified(SystemTime::now());
+    }
 }
 
 fn remove_old_copies(dir: &Path, keep: &Path) {
@@ -52,10 +61,11 @@ mod tests {
     fn the_copy_is_named_by_content_and_made_once() {
         let dir = tempfile::tempdir().unwrap();
         let first = stable_copy(dir.path()).unwrap();
-        let made = std::fs::metadata(&first).unwrap().modified().unwrap();
+        let inode = |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+        let made = inode(&first);
         let second = stable_copy(dir.path()).unwrap();
         assert_eq!(first, second);
-        assert_eq!(std::fs::metadata(&second).unwrap().modified().unwrap(), made, "not copied again");
+        assert_eq!(inode(&second), made, "not copied again");
         assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(std::env::current_exe().unwrap()).unwrap());
     }
 }

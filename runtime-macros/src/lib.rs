@@ -24,8 +24,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, ToTokens};
 use syn::spanned::Spanned;
-use syn::visit_mut::VisitMut;
-use syn::{FnArg, Item, ItemFn, Lifetime, ReturnType, Type, TypeReference};
+use syn::{FnArg, Item, ItemFn, Lifetime, ReturnType, Type};
 
 /// Marks a function of the hot boundary crate as an entry point that `cargo hot` can patch.
 ///
@@ -149,32 +148,45 @@ fn check_supported(func: &ItemFn) -> syn::Result<()> {
 /// Whether `Self` appears outside nested `impl` and `trait` items: the function is then an
 /// associated function, which the generated nested items could not name.
 fn mentions_self(func: &ItemFn) -> bool {
-    struct Finder(bool);
-    impl<'ast> syn::visit::Visit<'ast> for Finder {
-        fn visit_path(&mut self, path: &'ast syn::Path) {
-            if path.segments.first().is_some_and(|s| s.ident == "Self") {
-                self.0 = true;
+    /// Searches tokens for `Self`, skipping the braces of an `impl` or `trait` item inside them.
+    fn search(tokens: TokenStream2) -> bool {
+        let mut skip_next_brace = false;
+        for tree in tokens {
+            match tree {
+                proc_macro2::TokenTree::Ident(ident) if ident == "Self" => return true,
+                proc_macro2::TokenTree::Ident(ident) if ident == "impl" || ident == "trait" => skip_next_brace = true,
+                proc_macro2::TokenTree::Group(group) if group.delimiter() == proc_macro2::Delimiter::Brace && skip_next_brace => {
+                    skip_next_brace = false; // a nested item: its `Self` is its own
+                }
+                proc_macro2::TokenTree::Group(group) if search(group.stream()) => return true,
+                proc_macro2::TokenTree::Punct(punct) if punct.as_char() == ';' => skip_next_brace = false,
+                _ => {}
             }
-            syn::visit::visit_path(self, path);
         }
-        fn visit_item_impl(&mut self, _: &'ast syn::ItemImpl) {}
-        fn visit_item_trait(&mut self, _: &'ast syn::ItemTrait) {}
+        false
     }
-    let mut finder = Finder(false);
-    syn::visit::visit_item_fn(&mut finder, func);
-    finder.0
+    fn plain(tokens: TokenStream2) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == "Self",
+            proc_macro2::TokenTree::Group(group) => plain(group.stream()),
+            _ => false,
+        })
+    }
+    // The signature has no nested items (`-> impl Display` is a type), the body may.
+    let sig = &func.sig;
+    plain(sig.inputs.to_token_stream())
+        || plain(sig.output.to_token_stream())
+        || func.block.stmts.iter().any(|stmt| match stmt {
+            syn::Stmt::Item(Item::Impl(_) | Item::Trait(_)) => false,
+            other => search(other.to_token_stream()),
+        })
 }
 
+/// Whether `impl Trait` appears anywhere in `ty`.
 fn contains_impl_trait(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> syn::visit::Visit<'ast> for Finder {
-        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
-            self.0 = true;
-        }
-    }
-    let mut finder = Finder(false);
-    syn::visit::visit_type(&mut finder, ty);
-    finder.0
+    let mut found = false;
+    types::walk(ty, &mut |ty| found |= matches!(ty, Type::ImplTrait(_)));
+    found
 }
 
 /// Names the elided lifetimes of argument types so that a boxed future can say how long it
@@ -211,24 +223,142 @@ impl NameElidedLifetimes {
     }
 }
 
-impl VisitMut for NameElidedLifetimes {
-    fn visit_type_reference_mut(&mut self, reference: &mut TypeReference) {
-        if reference.lifetime.is_none() {
-            reference.lifetime = Some(self.name());
+impl NameElidedLifetimes {
+    /// Names every elided lifetime of `ty` (a reference without one, `'_`), leaving nested
+    /// fn-pointer types alone (they have their own binder).
+    fn name_in(&mut self, ty: &mut Type) {
+        match ty {
+            Type::Reference(reference) => {
+                if reference.lifetime.is_none() {
+                    reference.lifetime = Some(self.name());
+                }
+                self.lifetime_in(reference.lifetime.as_mut());
+                self.depth += 1;
+                self.name_in(&mut reference.elem);
+                self.depth -= 1;
+            }
+            Type::BareFn(_) => {}
+            Type::Path(path) => {
+                if let Some(qself) = &mut path.qself {
+                    self.name_in(&mut qself.ty);
+                }
+                self.path_in(&mut path.path);
+            }
+            Type::TraitObject(object) => self.bounds_in(object.bounds.iter_mut()),
+            Type::ImplTrait(object) => self.bounds_in(object.bounds.iter_mut()),
+            Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(|ty| self.name_in(ty)),
+            Type::Array(array) => self.name_in(&mut array.elem),
+            Type::Slice(slice) => self.name_in(&mut slice.elem),
+            Type::Ptr(pointer) => self.name_in(&mut pointer.elem),
+            Type::Paren(paren) => self.name_in(&mut paren.elem),
+            Type::Group(group) => self.name_in(&mut group.elem),
+            _ => {}
         }
-        self.depth += 1;
-        self.visit_type_mut(&mut reference.elem);
-        self.depth -= 1;
     }
 
-    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
-        if lifetime.ident == "_" {
+    fn lifetime_in(&mut self, lifetime: Option<&mut Lifetime>) {
+        if let Some(lifetime) = lifetime.filter(|l| l.ident == "_") {
             *lifetime = self.name();
         }
     }
 
-    // Lifetimes inside a nested fn pointer or trait object with its own binder are left alone.
-    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+    fn path_in(&mut self, path: &mut syn::Path) {
+        for segment in path.segments.iter_mut() {
+            match &mut segment.arguments {
+                syn::PathArguments::AngleBracketed(arguments) => {
+                    for argument in arguments.args.iter_mut() {
+                        match argument {
+                            syn::GenericArgument::Lifetime(lifetime) => self.lifetime_in(Some(lifetime)),
+                            syn::GenericArgument::Type(ty) => self.name_in(ty),
+                            syn::GenericArgument::AssocType(assoc) => self.name_in(&mut assoc.ty),
+                            syn::GenericArgument::Constraint(constraint) => self.bounds_in(constraint.bounds.iter_mut()),
+                            _ => {}
+                        }
+                    }
+                }
+                // `Fn(&str) -> &str`: its elided lifetimes belong to the sugar's own
+                // `for<'a>` binder, like a fn pointer's; naming them would change the type.
+                syn::PathArguments::Parenthesized(_) | syn::PathArguments::None => {}
+            }
+        }
+    }
+
+    fn bounds_in<'a>(&mut self, bounds: impl Iterator<Item = &'a mut syn::TypeParamBound>) {
+        for bound in bounds {
+            match bound {
+                syn::TypeParamBound::Trait(trait_bound) => self.path_in(&mut trait_bound.path),
+                syn::TypeParamBound::Lifetime(lifetime) => self.lifetime_in(Some(lifetime)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Walking types without syn's `visit` feature: an app's other proc macros rarely enable it,
+/// and turning it on for them would rebuild syn and every crate derived with it.
+mod types {
+    use syn::{GenericArgument, PathArguments, ReturnType, Type, TypeParamBound};
+
+    /// Calls `f` on `ty` and on every type nested in it.
+    pub fn walk(ty: &Type, f: &mut impl FnMut(&Type)) {
+        f(ty);
+        match ty {
+            Type::Reference(reference) => walk(&reference.elem, f),
+            Type::Path(path) => {
+                if let Some(qself) = &path.qself {
+                    walk(&qself.ty, f);
+                }
+                walk_path(&path.path, f);
+            }
+            Type::TraitObject(object) => walk_bounds(object.bounds.iter(), f),
+            Type::ImplTrait(object) => walk_bounds(object.bounds.iter(), f),
+            Type::Tuple(tuple) => tuple.elems.iter().for_each(|ty| walk(ty, f)),
+            Type::Array(array) => walk(&array.elem, f),
+            Type::Slice(slice) => walk(&slice.elem, f),
+            Type::Ptr(pointer) => walk(&pointer.elem, f),
+            Type::Paren(paren) => walk(&paren.elem, f),
+            Type::Group(group) => walk(&group.elem, f),
+            Type::BareFn(function) => {
+                function.inputs.iter().for_each(|input| walk(&input.ty, f));
+                if let ReturnType::Type(_, ty) = &function.output {
+                    walk(ty, f);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn walk_path(path: &syn::Path, f: &mut impl FnMut(&Type)) {
+        for segment in &path.segments {
+            match &segment.arguments {
+                PathArguments::AngleBracketed(arguments) => {
+                    for argument in &arguments.args {
+                        match argument {
+                            GenericArgument::Type(ty) => walk(ty, f),
+                            GenericArgument::AssocType(assoc) => walk(&assoc.ty, f),
+                            GenericArgument::Constraint(constraint) => walk_bounds(constraint.bounds.iter(), f),
+                            _ => {}
+                        }
+                    }
+                }
+                PathArguments::Parenthesized(arguments) => {
+                    arguments.inputs.iter().for_each(|ty| walk(ty, f));
+                    if let ReturnType::Type(_, ty) = &arguments.output {
+                        walk(ty, f);
+                    }
+                }
+                PathArguments::None => {}
+            }
+        }
+    }
+
+    fn walk_bounds<'a>(bounds: impl Iterator<Item = &'a TypeParamBound>, f: &mut impl FnMut(&Type)) {
+        for bound in bounds {
+            if let TypeParamBound::Trait(trait_bound) = bound {
+                walk_path(&trait_bound.path, f);
+            }
+        }
+    }
 }
 
 /// A stable 64-bit FNV-1a hash: the same signature text gives the same symbol on every build.
@@ -286,12 +416,12 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         let mut namer = NameElidedLifetimes::new();
         let mut rewritten_types = arg_types.clone();
         for ty in &mut rewritten_types {
-            namer.visit_type_mut(ty);
+            namer.name_in(ty);
         }
         // Elided lifetimes of the result borrow from the arguments: `'__hot` covers them all.
         let mut output = output_type.clone();
         let mut output_namer = NameElidedLifetimes::new();
-        output_namer.visit_type_mut(&mut output);
+        output_namer.name_in(&mut output);
         let borrows = namer.found || output_namer.found;
         let send = if options.local { quote!() } else { quote!(+ ::core::marker::Send) };
         let bound = if borrows { quote!(+ '__hot) } else { quote!(+ 'static) };
@@ -392,9 +522,22 @@ mod tests {
         let konst = expand_str("", "const fn f() {}").unwrap_err();
         assert!(konst.contains("const fn"), "{konst}");
         let associated = expand_str("", "pub fn new() -> Self { Self }").unwrap_err();
+        let behind_impl_return = expand_str("", "pub async fn f() -> impl Display { Self::x() }").unwrap_err();
+        assert!(behind_impl_return.contains("free functions"), "{behind_impl_return}");
         assert!(associated.contains("free functions"), "{associated}");
         let option = expand_str("fast", "fn f() {}").unwrap_err();
         assert!(option.contains("unknown option"), "{option}");
+    }
+
+    #[test]
+    fn self_in_a_nested_impl_is_fine_and_elided_lifetimes_are_named_everywhere() {
+        let nested = "fn f() -> u8 { struct S; impl S { fn new() -> Self { S } } S::new(); 1 }";
+        assert!(expand_str("", nested).is_ok(), "a nested impl's Self is its own");
+        let out = expand_str("", "pub async fn f(tx: &mut Tx<'_, Pg>, cb: Box<dyn Fn(&str) + '_>) -> u8 { 1 }").unwrap();
+        let entry = out.split("fn __hot_entry").nth(1).and_then(|rest| rest.split(") ->").next()).unwrap();
+        assert_eq!(entry, " < '__hot , '__hot1 > (__hot_arg0 : & '__hot mut Tx < '__hot1 , Pg > , __hot_arg1 : Box < dyn Fn (& str) + '__hot >");
+        let impl_in_generic = expand_str("", "fn f(x: Vec<impl Fn()>) {}").unwrap_err();
+        assert!(impl_in_generic.contains("impl Trait"), "{impl_in_generic}");
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! - Release builds (no `debug_assertions`): `#[hot::export]` emits the plain function.
 
 #[cfg(feature = "agent")]
-pub use hot_macros::export;
+pub use hot_runtime_macros::export;
 
 pub mod protocol;
 

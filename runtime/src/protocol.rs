@@ -5,7 +5,7 @@
 //! each patch, and the child answers each with [`ChildMessage::Reloaded`] carrying the same
 //! id. Both sides use these types, so they cannot drift apart.
 
-use serde::{Deserialize, Serialize};
+use serde_derive::{Deserialize, Serialize};
 
 /// Set only in cargo-hot's own trampoline process (which passes listening sockets on and
 /// then execs the program, keeping its PID). The agent must not start there: its connection
@@ -98,14 +98,14 @@ pub struct Rebuilt {
 }
 
 /// Serialises one message as a single line (newline included).
-pub fn encode<T: Serialize>(message: &T) -> String {
+pub fn encode<T: serde::Serialize>(message: &T) -> String {
     let mut line = serde_json::to_string(message).expect("protocol messages always serialise");
     line.push('\n');
     line
 }
 
 /// Parses one line received from the other side.
-pub fn decode<'a, T: Deserialize<'a>>(line: &'a str) -> Result<T, serde_json::Error> {
+pub fn decode<'a, T: serde::Deserialize<'a>>(line: &'a str) -> Result<T, serde_json::Error> {
     serde_json::from_str(line.trim_end())
 }
 

@@ -58,6 +58,14 @@ pub async fn nested_lifetimes(tx: &mut Transaction<'_>, line: &str) -> usize {
     tx.log.len()
 }
 
+/// A callback whose `&str` is higher-ranked (`Fn(&str)` is `for<'a> Fn(&'a str)`): the body
+/// calls it with a string of its own, which only type-checks if the macro left it so.
+#[hot::export]
+pub async fn higher_ranked_callback(callback: Box<dyn Fn(&str) -> usize + Send + '_>) -> usize {
+    let local = String::from("four");
+    callback(&local)
+}
+
 #[hot::export]
 pub async fn question_mark_and_return(input: &str) -> Result<u32, std::num::ParseIntError> {
     if input.is_empty() {
@@ -100,6 +108,7 @@ pub fn same_name_in_another_module() -> &'static str {
 #[test]
 fn exported_functions_behave_like_the_plain_ones() {
     assert_eq!(block_on(extractors(State("sum=".into()), Path((2, 3)))), "sum=5");
+    assert_eq!(block_on(higher_ranked_callback(Box::new(|s: &str| s.len()))), 4);
 
     let released = Arc::new(AtomicBool::new(false));
     let still_held = block_on(keeps_unused_arguments(Guard(released.clone()), released.clone()));

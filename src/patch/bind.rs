@@ -81,7 +81,7 @@ impl Homes {
                     symbol.path
                 )),
                 (_, None, _) => Err(format!(
-                    "the running program's symbol table is missing (a stripped binary, or a `hot` runtime older than cargo-hot), so `{}` cannot keep its value",
+                    "the running program's symbol table is missing (a stripped binary, or a `hot-runtime` older than cargo-hot), so `{}` cannot keep its value",
                     symbol.path
                 )),
             };

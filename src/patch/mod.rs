@@ -4,6 +4,7 @@
 //! other symbol stays undefined, to be resolved against the running host at `dlopen`.
 
 pub mod bind;
+pub mod reach;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,9 +13,84 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use object::read::archive::ArchiveFile;
 
-use crate::build::BoundaryUnit;
+use crate::build::{BoundaryUnit, UnitObjects};
 use crate::linker::{self, LinkRecord};
 use bind::{Bound, Homes, Unbindable};
+
+/// One object file of a patch: rustc's name for it and its contents.
+pub struct ObjectFile {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// Where a compiled patch's object files are.
+#[derive(Debug, Clone)]
+pub enum ObjectSource {
+    /// The members of an rlib (a library boundary).
+    Rlib(PathBuf),
+    /// The `*.rcgu.o` files of a directory (the binary's, left there by the linker role).
+    Dir(PathBuf),
+}
+
+impl ObjectSource {
+    /// Where the patch of `unit` will find its objects; `binary_dir` is where a binary's go.
+    pub fn of(unit: &BoundaryUnit, binary_dir: &Path) -> Self {
+        match &unit.objects {
+            UnitObjects::Rlib(rlib) => ObjectSource::Rlib(rlib.clone()),
+            UnitObjects::Binary { .. } => ObjectSource::Dir(binary_dir.to_path_buf()),
+        }
+    }
+
+    /// Every object file, in a stable order.
+    pub fn read(&self) -> Result<Vec<ObjectFile>> {
+        let mut objects = Vec::new();
+        match self {
+            ObjectSource::Rlib(rlib) => {
+                let data = crate::sys::map_file(rlib)?;
+                let archive = ArchiveFile::parse(&*data).with_context(|| format!("{} is not an archive", rlib.display()))?;
+                for member in archive.members() {
+                    let member = member?;
+                    let name = String::from_utf8_lossy(member.name()).into_owned();
+                    if name.ends_with(".o") {
+                        objects.push(ObjectFile { name, data: member.data(&*data)?.to_vec() });
+                    }
+                }
+            }
+            ObjectSource::Dir(dir) => {
+                for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                    let path = entry?.path();
+                    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    if name.ends_with(".o") {
+                        let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                        // A binary's units include rustc's allocator shim; the patch allocates
+                        // through the program's, whose hidden symbols it could not link to.
+                        if !is_allocator_shim(&data) {
+                            objects.push(ObjectFile { name, data });
+                        }
+                    }
+                }
+            }
+        }
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+}
+
+/// Whether an object is the allocator shim rustc adds to an executable: every symbol it
+/// defines is one of the shim's (`__rust_alloc` and its kin, forwarding to std's hidden
+/// `__rdl_alloc`). With a `#[global_allocator]`, rustc puts these functions in the crate's own
+/// object instead, beside `main`: that object stays.
+fn is_allocator_shim(data: &[u8]) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = object::File::parse(data) else { return false };
+    let defined: Vec<String> = file
+        .symbols()
+        .filter(|s| s.is_definition() && s.is_global())
+        .filter_map(|s| s.name().ok().map(|name| format!("{:#}", rustc_demangle::demangle(name))))
+        .collect();
+    let last = |name: &str| name.rsplit("::").next().unwrap_or(name).to_string();
+    defined.iter().any(|name| last(name) == "__rust_alloc") && defined.iter().all(|name| last(name).starts_with("__rust_"))
+}
 
 /// The result of recompiling a boundary.
 pub struct Compiled {
@@ -25,14 +101,23 @@ pub struct Compiled {
 }
 
 /// Replays the recorded rustc command of `unit`. Diagnostics are collected, not printed.
-pub fn compile(unit: &BoundaryUnit) -> Result<Compiled> {
+///
+/// A library's command writes its rlib. The binary's would link the whole executable: it is
+/// replayed with `tool` (cargo-hot) as the linker in patch mode, which puts the crate's own
+/// object files in `binary_dir` and links nothing. Either way rustc runs cargo's exact
+/// command otherwise, so its incremental cache (which cargo's builds share) stays valid.
+pub fn compile(unit: &BoundaryUnit, tool: &Path, binary_dir: &Path) -> Result<Compiled> {
     let started = Instant::now();
-    let output = unit
-        .invocation
-        .command()
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
+    let mut command = unit.invocation.command();
+    if let UnitObjects::Binary { .. } = unit.objects {
+        let (args, _) = linker::take_linker_option(unit.invocation.args.clone());
+        command = std::process::Command::new(&unit.invocation.rustc);
+        command.args(args).arg("-C").arg(format!("linker={}", tool.display()));
+        command.current_dir(&unit.invocation.cwd).env_clear().envs(&unit.invocation.env);
+        command.env(linker::REAL_LINKER_ENV, "cc").env(linker::PATCH_OBJECTS_ENV, binary_dir);
+        let _ = std::fs::remove_dir_all(binary_dir);
+    }
+    let output = command.stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let mut diagnostics = String::new();
     for line in String::from_utf8_lossy(&output.stderr).lines() {
         diagnostics.push_str(&render_rustc_line(line));
@@ -96,22 +181,22 @@ fn toolchain_lld(rustc: &Path) -> Option<PathBuf> {
     Some(sysroot.join("lib/rustlib").join(host).join("bin/rust-lld")).filter(|lld| lld.is_file())
 }
 
-/// Links the objects of `rlib`, with their statics bound to `homes`, into the shared object
-/// `output`. `Ok(Err(_))` when a static cannot be bound: the patch is not linked.
+/// Links `objects`, with their statics bound to `homes`, into the shared object `output`.
+/// `Ok(Err(_))` when a static cannot be bound: the patch is not linked.
 ///
 /// `-Bsymbolic`: calls inside the patch go to the patch's own (new) functions, not to the
 /// host's old copies of the same names. Everything else stays undefined until `dlopen`,
 /// where it resolves to the host's own copies.
-pub fn link(rlib: &Path, linker: &PatchLinker, work_dir: &Path, output: &Path, homes: &Homes) -> Result<Result<Linked, Unbindable>> {
+pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, output: &Path, homes: &Homes) -> Result<Result<Linked, Unbindable>> {
     let started = Instant::now();
+    if objects.is_empty() {
+        bail!("the compiled boundary has no object files");
+    }
     let can_bind = matches!(linker, PatchLinker::Lld(_));
-    let (objects, bound) = match extract_objects(rlib, work_dir, homes, can_bind)? {
-        Ok(extracted) => extracted,
+    let (objects, bound) = match write_objects(objects, work_dir, homes, can_bind)? {
+        Ok(written) => written,
         Err(unbindable) => return Ok(Err(unbindable)),
     };
-    if objects.is_empty() {
-        bail!("{} contains no object files", rlib.display());
-    }
     let (program, args) = match linker {
         PatchLinker::Lld(lld) => {
             // --eh-frame-hdr: without PT_GNU_EH_FRAME the unwinder cannot find the patch's
@@ -138,27 +223,19 @@ pub fn link(rlib: &Path, linker: &PatchLinker, work_dir: &Path, output: &Path, h
     Ok(Ok(Linked { duration: started.elapsed(), bound }))
 }
 
-/// Writes the `.o` members of an rlib (rustc's codegen units) into `dir`, each with its
-/// statics bound to `homes`. Without `can_bind`, an object that would need binding refuses
-/// the patch.
-fn extract_objects(rlib: &Path, dir: &Path, homes: &Homes, can_bind: bool) -> Result<Result<(Vec<PathBuf>, Bound), Unbindable>> {
-    let data = crate::sys::map_file(rlib)?;
-    let archive = ArchiveFile::parse(&*data).with_context(|| format!("{} is not an archive", rlib.display()))?;
+/// Writes `objects` into `dir`, each with its statics bound to `homes`. Without `can_bind`, an
+/// object that would need binding refuses the patch.
+fn write_objects(objects: Vec<ObjectFile>, dir: &Path, homes: &Homes, can_bind: bool) -> Result<Result<(Vec<PathBuf>, Bound), Unbindable>> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut objects = Vec::new();
+    let mut paths = Vec::with_capacity(objects.len());
     let mut total = Bound::default();
-    for member in archive.members() {
-        let member = member?;
-        let name = String::from_utf8_lossy(member.name()).into_owned();
-        if !name.ends_with(".o") {
-            continue;
-        }
-        let original = member.data(&*data)?;
-        let mut object = original.to_vec();
+    for ObjectFile { name, data } in objects {
+        let mut object = data;
         if !homes.is_empty() {
-            match bind::bind_object(&mut object, homes).with_context(|| format!("cannot read {name} of {}", rlib.display()))? {
-                Ok(bound) if bound == Bound::default() => object = original.to_vec(),
+            let mut bound_copy = object.clone();
+            match bind::bind_object(&mut bound_copy, homes).with_context(|| format!("cannot read the object {name}"))? {
+                Ok(bound) if bound == Bound::default() => {}
                 Ok(_) if !can_bind => {
                     return Ok(Err(Unbindable(
                         "the statics of the new code can keep their values only in a patch linked with rust-lld, \
@@ -166,15 +243,18 @@ fn extract_objects(rlib: &Path, dir: &Path, homes: &Homes, can_bind: bool) -> Re
                             .to_string(),
                     )))
                 }
-                Ok(bound) => total += bound,
+                Ok(bound) => {
+                    total += bound;
+                    object = bound_copy;
+                }
                 Err(unbindable) => return Ok(Err(unbindable)),
             }
         }
         let path = dir.join(&name);
         std::fs::write(&path, object).with_context(|| format!("cannot write {}", path.display()))?;
-        objects.push(path);
+        paths.push(path);
     }
-    Ok(Ok((objects, total)))
+    Ok(Ok((paths, total)))
 }
 
 #[cfg(test)]

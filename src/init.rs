@@ -1,0 +1,325 @@
+//! `cargo hot init`: sets a workspace up for cargo hot. It adds the runtime (`hot-runtime`,
+//! used as `hot::...`) to the host package, with the features the app needs, and, when
+//! asked, names a boundary under `[package.metadata.hot]`; it edits `Cargo.toml` with
+//! `toml_edit`, so comments and formatting survive, and running it again changes nothing.
+//! Then it says which lines of the host to change, from what it found there.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cargo_metadata::{Metadata, Package, PackageId};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table};
+
+use crate::cli::InitArgs;
+use crate::metadata;
+
+/// The runtime's package name on crates.io (its library is `hot`).
+pub const RUNTIME_PACKAGE: &str = "hot-runtime";
+
+/// Where the runtime comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeSource {
+    Path(PathBuf),
+    Version(String),
+}
+
+impl RuntimeSource {
+    /// `--runtime-path`, else the checkout this cargo-hot was built from (if it is still
+    /// there: installed from a clone), else the matching version from crates.io.
+    pub fn choose(explicit: Option<&Path>) -> Result<Self> {
+        if let Some(path) = explicit {
+            let path = path.canonicalize().with_context(|| format!("--runtime-path {}: no such directory", path.display()))?;
+            if !is_runtime(&path) {
+                bail!("--runtime-path {}: not the `{RUNTIME_PACKAGE}` package (its Cargo.toml should say name = \"{RUNTIME_PACKAGE}\")", path.display());
+            }
+            return Ok(RuntimeSource::Path(path));
+        }
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime");
+        if is_runtime(&checkout) {
+            return Ok(RuntimeSource::Path(checkout));
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        let major_minor: Vec<&str> = version.split('.').take(2).collect();
+        Ok(RuntimeSource::Version(major_minor.join(".")))
+    }
+}
+
+fn is_runtime(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|text| text.contains(&format!("name = \"{RUNTIME_PACKAGE}\"")))
+}
+
+/// What an edit of one manifest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Added(String),
+    Unchanged(String),
+}
+
+pub fn run(args: InitArgs) -> Result<ExitCode> {
+    let (metadata, host_id, bin) = metadata::host_package(&args.selection)?;
+    let host = package(&metadata, &host_id);
+    let source = RuntimeSource::choose(args.runtime_path.as_deref())?;
+    let mut edits = Vec::new();
+
+    // The host links the runtime: `hot::axum::router`, `hot::listener`, and the exports when
+    // the binary itself is the boundary. Each manifest is edited in memory and written once.
+    let mut host_manifest = Manifest::read(host.manifest_path.as_std_path())?;
+    edits.push(host_manifest.add_runtime(host, &features_for(host), &source)?);
+    if let Some(boundary) = &args.boundary {
+        let package = boundary_package(&metadata, host, boundary)?;
+        if package.id != host.id {
+            let features = if depends_on(package, "tokio") { vec!["tokio"] } else { vec![] };
+            let mut manifest = Manifest::read(package.manifest_path.as_std_path())?;
+            edits.push(manifest.add_runtime(package, &features, &source)?);
+            manifest.write()?;
+        }
+        // By package name: a path would be read relative to the manifest, not to where
+        // `cargo hot init` ran.
+        edits.push(host_manifest.name_boundary(&package.name)?);
+    }
+    host_manifest.write()?;
+
+    for edit in &edits {
+        match edit {
+            Edit::Added(what) => println!("added {what}"),
+            Edit::Unchanged(what) => println!("unchanged: {what}"),
+        }
+    }
+    if let RuntimeSource::Path(path) = &source {
+        println!("(the runtime comes from this cargo-hot's checkout, {}; pass --runtime-path to use another)", path.display());
+    }
+    let main = host.targets.iter().find(|t| t.is_bin() && t.name == bin).map(|t| t.src_path.clone().into_std_path_buf());
+    println!();
+    for line in next_steps(main.as_deref(), depends_on(host, "axum"), args.boundary.as_deref()) {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `Cargo.toml` being edited: written only if something changed.
+pub struct Manifest {
+    path: PathBuf,
+    document: DocumentMut,
+    changed: bool,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let document = text
+            .parse::<DocumentMut>()
+            .map_err(|err| anyhow!("{} is not valid TOML; fix it and run cargo hot init again:\n{err}", path.display()))?;
+        Ok(Manifest { path: path.to_path_buf(), document, changed: false })
+    }
+
+    pub fn write(&self) -> Result<()> {
+        if self.changed {
+            std::fs::write(&self.path, self.document.to_string()).with_context(|| format!("cannot write {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `hot-runtime` to `[dependencies]`, unless `package` already depends on it (cargo
+    /// metadata sees renames, `workspace = true` and target-specific tables alike).
+    pub fn add_runtime(&mut self, package: &Package, features: &[&str], source: &RuntimeSource) -> Result<Edit> {
+        if package.dependencies.iter().any(|d| d.name == RUNTIME_PACKAGE) {
+            return Ok(Edit::Unchanged(format!("{} already depends on {RUNTIME_PACKAGE}", self.path.display())));
+        }
+        self.add_runtime_entry(features, source)
+    }
+
+    fn add_runtime_entry(&mut self, features: &[&str], source: &RuntimeSource) -> Result<Edit> {
+        let path = self.path.display().to_string();
+        if !self.document.contains_key("dependencies") {
+            self.document["dependencies"] = Item::Table(Table::new());
+        }
+        let dependencies = self.document["dependencies"].as_table_like_mut().ok_or_else(|| anyhow!("{path}: [dependencies] is not a table"))?;
+        let present = dependencies.iter().any(|(name, item)| {
+            name == RUNTIME_PACKAGE || item.as_table_like().and_then(|t| t.get("package")).and_then(|p| p.as_str()) == Some(RUNTIME_PACKAGE)
+        });
+        if present {
+            return Ok(Edit::Unchanged(format!("{path} already depends on {RUNTIME_PACKAGE}")));
+        }
+        let mut entry = InlineTable::new();
+        match source {
+            RuntimeSource::Path(runtime) => {
+                entry.insert("path", runtime.display().to_string().into());
+            }
+            RuntimeSource::Version(version) => {
+                entry.insert("version", version.as_str().into());
+            }
+        }
+        if !features.is_empty() {
+            entry.insert("features", Array::from_iter(features.iter().copied()).into());
+        }
+        dependencies.insert(RUNTIME_PACKAGE, toml_edit::value(entry));
+        self.changed = true;
+        Ok(Edit::Added(format!("{RUNTIME_PACKAGE} to {path}")))
+    }
+
+    /// Writes `boundary = "..."` under `[package.metadata.hot]`, unless a boundary is named
+    /// there already.
+    pub fn name_boundary(&mut self, boundary: &str) -> Result<Edit> {
+        let path = self.path.display().to_string();
+        let package = self.document.get_mut("package").and_then(Item::as_table_like_mut).ok_or_else(|| {
+            anyhow!("{path} has no [package]: run cargo hot init in the server's package, or name it with -p")
+        })?;
+        let metadata = package.entry("metadata").or_insert(implicit_table());
+        let metadata = metadata.as_table_like_mut().ok_or_else(|| anyhow!("{path}: package.metadata is not a table"))?;
+        let hot = metadata.entry("hot").or_insert(Item::Table(Table::new()));
+        let hot = hot.as_table_like_mut().ok_or_else(|| anyhow!("{path}: package.metadata.hot is not a table"))?;
+        if let Some(existing) = hot.get("boundary") {
+            return Ok(Edit::Unchanged(format!("{path} already names the boundary {}", existing.to_string().trim())));
+        }
+        hot.insert("boundary", toml_edit::value(boundary));
+        self.changed = true;
+        Ok(Edit::Added(format!("boundary = {boundary:?} to [package.metadata.hot] of {path}")))
+    }
+}
+
+fn package<'a>(metadata: &'a Metadata, id: &PackageId) -> &'a Package {
+    metadata.packages.iter().find(|p| &p.id == id).expect("cargo metadata lists the host package")
+}
+
+fn depends_on(package: &Package, name: &str) -> bool {
+    package.dependencies.iter().any(|d| d.name == name && d.kind == cargo_metadata::DependencyKind::Normal)
+}
+
+/// `axum` for a host that serves an axum router (it implies `tokio`), `tokio` for another
+/// tokio app (for `hot::scope`), nothing else.
+fn features_for(host: &Package) -> Vec<&'static str> {
+    if depends_on(host, "axum") {
+        vec!["axum"]
+    } else if depends_on(host, "tokio") {
+        vec!["tokio"]
+    } else {
+        vec![]
+    }
+}
+
+fn boundary_package<'a>(metadata: &'a Metadata, host: &Package, boundary: &str) -> Result<&'a Package> {
+    let as_dir = std::env::current_dir()?.join(boundary).join("Cargo.toml");
+    metadata
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .find(|p| p.name.as_str() == boundary || p.manifest_path.as_std_path().canonicalize().ok() == as_dir.canonicalize().ok())
+        .ok_or_else(|| {
+            anyhow!(
+                "--boundary {boundary}: neither a package of this workspace nor a crate directory with a Cargo.toml; \
+                 name the library crate whose edits should be patched (or leave --boundary out: `{}` itself is then hot)",
+                host.name
+            )
+        })
+}
+
+fn implicit_table() -> Item {
+    let mut table = Table::new();
+    table.set_implicit(true);
+    Item::Table(table)
+}
+
+/// What to change in the host, from what its `main` does.
+pub fn next_steps(main: Option<&Path>, uses_axum: bool, boundary: Option<&str>) -> Vec<String> {
+    let source = main.and_then(|m| std::fs::read_to_string(m).ok()).unwrap_or_default();
+    let main_name = main.map(|m| m.display().to_string()).unwrap_or_else(|| "src/main.rs".into());
+    let module = match boundary {
+        Some(boundary) => format!("the boundary `{boundary}`"),
+        None => "a module of the binary (e.g. src/routes.rs, declared with `mod routes;`)".to_string(),
+    };
+    let path = if boundary.is_some() { "your_crate::router" } else { "routes::router" };
+    let mut steps = vec!["Next:".to_string()];
+    if uses_axum && (source.contains("Router::new()") || source.contains("axum::serve")) {
+        steps.push(format!("  1. Move the code that builds your axum Router into a function of {module}, marked as the entry point:"));
+        steps.push("       #[hot::export]".to_string());
+        steps.push("       pub fn router(state: Arc<AppState>) -> Router { Router::new().route(...).with_state(state) }".to_string());
+        steps.push(format!("  2. In {main_name}, serve it through the runtime, which rebuilds it after each patch:"));
+        steps.push(format!("       let app = hot::axum::router(move || {path}(state.clone()));"));
+    } else {
+        steps.push(format!(
+            "  1. Put #[hot::export] on the functions your server calls for each request (in {module}); {main_name} keeps calling them as before."
+        ));
+    }
+    if source.contains("TcpListener::bind") {
+        steps.push("  Optional: take the socket from the runtime, and restarts refuse no connection (`cargo hot run --listen ADDR`):".to_string());
+        steps.push("       let listener = tokio::net::TcpListener::from_std(hot::listener(addr)?)?;".to_string());
+    }
+    steps.push("Then run `cargo hot run`; edits to the hot code are patched into the running server.".to_string());
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = "# The server.\n[package]\nname = \"server\" # keep me\nversion = \"0.1.0\"\n\n[dependencies]\n# web framework\naxum = \"0.8\"\n";
+
+    #[test]
+    fn adds_the_runtime_keeping_comments_and_changes_nothing_the_second_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(&manifest, MANIFEST).unwrap();
+        let source = RuntimeSource::Version("0.1".into());
+        let add = |features: &[&str]| {
+            let mut edited = Manifest::read(&manifest).unwrap();
+            let edit = edited.add_runtime_entry(features, &source).unwrap();
+            edited.write().unwrap();
+            edit
+        };
+        assert!(matches!(add(&["axum"]), Edit::Added(_)));
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(text.starts_with("# The server.\n[package]\nname = \"server\" # keep me\n"), "{text}");
+        assert!(text.contains("# web framework\naxum = \"0.8\"\nhot-runtime = { version = \"0.1\", features = [\"axum\"] }\n"), "{text}");
+        assert!(matches!(add(&["axum"]), Edit::Unchanged(_)));
+        assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text, "idempotent");
+    }
+
+    #[test]
+    fn a_renamed_runtime_counts_as_present_and_boundaries_are_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(&manifest, format!("{MANIFEST}hot = {{ package = \"hot-runtime\", path = \"../rt\" }}\n")).unwrap();
+        let mut edited = Manifest::read(&manifest).unwrap();
+        assert!(matches!(edited.add_runtime_entry(&[], &RuntimeSource::Version("0.1".into())).unwrap(), Edit::Unchanged(_)));
+        assert!(matches!(edited.name_boundary("handlers").unwrap(), Edit::Added(_)));
+        edited.write().unwrap();
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains("[package.metadata.hot]\nboundary = \"handlers\"\n"), "{text}");
+        assert!(!text.contains("[package.metadata]\n"), "no empty parent table: {text}");
+        let mut again = Manifest::read(&manifest).unwrap();
+        assert!(matches!(again.name_boundary("other").unwrap(), Edit::Unchanged(_)));
+        again.write().unwrap();
+        assert_eq!(std::fs::read_to_string(&manifest).unwrap(), text);
+        // An inline metadata table is extended in place.
+        std::fs::write(&manifest, "[package]\nname = \"s\"\nmetadata = { docs = 1 }\n").unwrap();
+        let mut inline = Manifest::read(&manifest).unwrap();
+        assert!(matches!(inline.name_boundary("handlers").unwrap(), Edit::Added(_)));
+        inline.write().unwrap();
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert!(text.contains("docs = 1") && text.contains("boundary = \"handlers\""), "{text}");
+    }
+
+    #[test]
+    fn a_broken_manifest_is_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("Cargo.toml");
+        std::fs::write(&manifest, "[package\nname = ").unwrap();
+        let err = Manifest::read(&manifest).err().unwrap().to_string();
+        assert!(err.contains("is not valid TOML") && err.contains("Cargo.toml"), "{err}");
+    }
+
+    #[test]
+    fn next_steps_follow_what_main_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.rs");
+        std::fs::write(&main, "let app = Router::new();\nlet l = TcpListener::bind(addr).await?;\naxum::serve(l, app)").unwrap();
+        let steps = next_steps(Some(&main), true, None).join("\n");
+        assert!(steps.contains("hot::axum::router(move || routes::router(state.clone()))"), "{steps}");
+        assert!(steps.contains("hot::listener(addr)"), "{steps}");
+        std::fs::write(&main, "fn main() { serve_forever() }").unwrap();
+        let steps = next_steps(Some(&main), false, Some("crates/handlers")).join("\n");
+        assert!(steps.contains("Put #[hot::export] on the functions") && steps.contains("the boundary `crates/handlers`"), "{steps}");
+        assert!(!steps.contains("hot::listener"), "{steps}");
+    }
+}

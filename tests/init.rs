@@ -1,0 +1,56 @@
+//! `cargo hot init` on copies of the fixtures, through the real command: the runtime added
+//! with the features the app needs, comments kept, a second run changing nothing.
+
+mod support;
+
+use std::process::Command;
+
+use support::{Fixture, CARGO_HOT};
+
+fn init(fixture: &Fixture, args: &[&str]) -> String {
+    let output = Command::new(CARGO_HOT).arg("hot").arg("init").args(args).current_dir(fixture.root()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "cargo hot init failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+/// The fixture's manifest as a user would have it before adopting cargo hot.
+fn without_runtime(fixture: &Fixture, manifest: &str) {
+    let text = fixture.read(manifest);
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("hot-runtime")).collect();
+    std::fs::write(fixture.path(manifest), format!("# My server. Comments survive.\n{}\n", kept.join("\n"))).unwrap();
+}
+
+#[test]
+fn a_single_package_gets_the_runtime_once_with_its_comments_kept() {
+    let fixture = Fixture::copy("bin-app");
+    without_runtime(&fixture, "Cargo.toml");
+    let out = init(&fixture, &["--runtime-path", &support::runtime_dir().display().to_string()]);
+    assert!(out.contains("added hot-runtime to"), "{out}");
+    assert!(out.contains("hot::axum::router(move || routes::router(state.clone()))"), "axum found in main.rs: {out}");
+    let manifest = fixture.read("Cargo.toml");
+    assert!(manifest.starts_with("# My server. Comments survive.\n[package]\n"), "{manifest}");
+    let runtime = format!("hot-runtime = {{ path = {:?}, features = [\"axum\"] }}", support::runtime_dir().canonicalize().unwrap().display().to_string());
+    assert!(manifest.contains(&runtime), "{manifest}");
+
+    let again = init(&fixture, &[]);
+    assert!(again.contains("unchanged:") && again.contains("already depends on hot-runtime"), "{again}");
+    assert_eq!(fixture.read("Cargo.toml"), manifest, "a second run changes nothing");
+}
+
+#[test]
+fn a_workspace_gets_the_runtime_in_host_and_boundary_and_the_boundary_named() {
+    let fixture = Fixture::copy("axum-app");
+    without_runtime(&fixture, "crates/server/Cargo.toml");
+    without_runtime(&fixture, "crates/handlers/Cargo.toml");
+    fixture.edit("Cargo.toml", "[workspace.metadata.hot]\nboundary = \"crates/handlers\"\n", "");
+    let out = init(&fixture, &["-p", "server", "--boundary", "crates/handlers"]);
+    assert!(out.contains("boundary = \"handlers\" to [package.metadata.hot]"), "{out}");
+    assert!(fixture.read("crates/server/Cargo.toml").contains("features = [\"axum\"]"));
+    assert!(fixture.read("crates/handlers/Cargo.toml").contains("features = [\"tokio\"]"), "the boundary uses tokio");
+    assert!(fixture.read("crates/server/Cargo.toml").contains("[package.metadata.hot]\nboundary = \"handlers\""));
+    // The boundary is named so that `cargo hot` finds it from anywhere.
+    let _lock = support::exclusive_build();
+    let explained = support::explain(&fixture, &["crates/handlers/src/lib.rs"]);
+    assert!(explained.contains("crates/handlers/src/lib.rs: patch"), "{explained}");
+}
