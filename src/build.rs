@@ -1,9 +1,12 @@
 //! The full build of the host: the developer's own `cargo build`, with cargo-hot as the
 //! workspace rustc wrapper (to capture the boundary's exact compiler command) and as the
-//! host's linker (to make the binary patchable). Cargo shows its progress and diagnostics
-//! as usual; we read its JSON messages to learn where every artifact is.
+//! host's linker (to make the binary patchable). Cargo's JSON messages say where every
+//! artifact is and feed the event stream: progress (units done, the unit being compiled),
+//! each diagnostic as cargo renders it, cargo's own messages.
 
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +16,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use cargo_metadata::Message;
 
 use crate::capture::{self, RustcInvocation};
+use std::os::unix::process::CommandExt;
+use crate::events::{ms, Diagnostic, Event, Events};
 use crate::linker::LinkRecord;
 use crate::metadata::{Boundary, BoundaryKind, Plan};
 
@@ -60,12 +65,24 @@ pub struct HostBuild {
     /// (`cargo:rustc-env`), and the library directories every build script linked from.
     pub build_script_env: Vec<(String, String)>,
     pub build_script_library_dirs: Vec<PathBuf>,
+    /// How many units cargo reported (fresh ones included): the next build's progress total.
+    pub units: usize,
 }
 
 pub enum BuildOutcome {
     Built(Box<HostBuild>),
-    /// Cargo failed; it has already shown the diagnostics.
-    Failed,
+    /// Cargo failed; its diagnostics were emitted as events, and their text (without
+    /// colours) is here too, to recognise a file they name.
+    Failed { diagnostics: String },
+}
+
+/// How the host is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMode {
+    /// Through cargo hot's wrapper and linker: a binary that can be patched.
+    Hot,
+    /// A plain `cargo build` (restart-only mode): nothing is captured, nothing can be patched.
+    Plain,
 }
 
 pub fn capture_dir(plan: &Plan) -> PathBuf {
@@ -76,8 +93,26 @@ pub fn capture_dir(plan: &Plan) -> PathBuf {
 /// these that has `#[hot::export]` functions: the host package's library, the binary's own
 /// crate, the one local library of the host that has them. Several such libraries: the
 /// default stays, and the warning names them. `plan` says what was chosen from then on.
-pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path) -> Result<BuildOutcome> {
-    let outcome = build_host(plan, tool)?;
+/// The build is announced and timed in events (`build-started`, progress, `build-finished`).
+pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<BuildOutcome> {
+    let started = Instant::now();
+    events.emit(Event::BuildStarted { target: plan.host.bin.clone() });
+    let outcome = match mode {
+        BuildMode::Hot => settle_boundary(plan, tool, events),
+        BuildMode::Plain => build_host_with(plan, tool, events, BuildMode::Plain),
+    };
+    let ok = matches!(outcome, Ok(BuildOutcome::Built(_)));
+    if let Ok(BuildOutcome::Built(build)) = &outcome {
+        plan.expected_units = build.units;
+    }
+    if !crate::signals::stopping() {
+        events.emit(Event::BuildFinished { ok, duration_ms: ms(started.elapsed()) });
+    }
+    outcome
+}
+
+fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events) -> Result<BuildOutcome> {
+    let outcome = build_host(plan, tool, events)?;
     let BuildOutcome::Built(build) = &outcome else { return Ok(outcome) };
     let ([boundary], [unit]) = (plan.boundaries.as_slice(), build.boundaries.as_slice()) else { return Ok(outcome) };
     if !boundary.by_default || unit_has_exports(unit)? {
@@ -87,7 +122,7 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path) -> Result<Buil
         let binary = crate::capture::host_objects_dir(&capture_dir(plan), &link_key(build));
         if objects_have_exports(&crate::patch::ObjectSource::Dir(binary))? {
             plan.prefer_binary_boundary();
-            return build_host(plan, tool); // cargo has nothing to do: only the plan's units change
+            return build_host(plan, tool, events); // cargo has nothing to do: only the plan's units change
         }
     }
     let mut libraries = Vec::new();
@@ -109,16 +144,18 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path) -> Result<Buil
                 kind: BoundaryKind::Library,
                 by_default: true,
             }];
-            build_host(plan, tool)
+            build_host(plan, tool, events)
         }
         [] => Ok(outcome),
         several => {
-            let names: Vec<String> = several.iter().map(|l| format!("`{}`", l.package)).collect();
-            crate::ui::warn(format!(
+            let mut names: Vec<&str> = several.iter().map(|l| l.package.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            events.warn_once(format!(
                 "no boundary is configured and several crates have #[hot::export] functions ({}): name the one to patch, e.g. \
-                 boundary = [\"{}\"] under [workspace.metadata.hot] (a list works too)",
-                names.join(", "),
-                several[0].package
+                 boundary = \"{}\" under [workspace.metadata.hot] (a list names several)",
+                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                names[0]
             ));
             Ok(outcome)
         }
@@ -160,10 +197,20 @@ fn link_key(build: &HostBuild) -> String {
 /// target dir was built by another tool), its outputs are removed and the build runs once more.
 ///
 /// `tool` is the cargo-hot executable that cargo runs as the rustc wrapper and linker.
-pub fn build_host(plan: &Plan, tool: &Path) -> Result<BuildOutcome> {
+pub fn build_host(plan: &Plan, tool: &Path, events: &Events) -> Result<BuildOutcome> {
+    build_host_with(plan, tool, events, BuildMode::Hot)
+}
+
+fn build_host_with(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<BuildOutcome> {
     let started = Instant::now();
     for attempt in 0..2 {
-        let Some(artifacts) = run_cargo(plan, tool)? else { return Ok(BuildOutcome::Failed) };
+        let artifacts = match run_cargo(plan, tool, events, mode)? {
+            Ok(artifacts) => artifacts,
+            Err(diagnostics) => return Ok(BuildOutcome::Failed { diagnostics }),
+        };
+        if mode == BuildMode::Plain {
+            return Ok(BuildOutcome::Built(Box::new(plain_build(artifacts, started))));
+        }
         match assemble(plan, artifacts, started)? {
             Assembled::Ready(build) => return Ok(BuildOutcome::Built(build)),
             Assembled::Stale(outputs) if attempt == 0 => {
@@ -183,19 +230,19 @@ pub fn build_host(plan: &Plan, tool: &Path) -> Result<BuildOutcome> {
 
 struct Artifacts {
     executable: PathBuf,
+    units: usize,
     build_script_env: Vec<(String, String)>,
     build_script_library_dirs: Vec<PathBuf>,
     /// (package name, manifest dir, rlib path) of every local library.
     local_libs: Vec<(String, PathBuf, PathBuf)>,
 }
 
-fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
+/// Runs cargo; `Ok(Err(diagnostics))` when it fails.
+fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<Result<Artifacts, String>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command.arg("build").arg("--message-format=json-render-diagnostics");
-    if std::io::stderr().is_terminal() {
-        command.arg("--color=always");
-    }
+    // Colours always: the renderers strip them where they do not belong.
+    command.arg("build").arg("--message-format=json-diagnostic-rendered-ansi").arg("--color=always");
     command.args(["-p", &plan.host.package, "--bin", &plan.host.bin]);
     command.args(plan.selection.feature_args());
     match plan.selection.profile_name() {
@@ -210,24 +257,45 @@ fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
     if let Some(manifest) = &plan.selection.manifest_path {
         command.arg("--manifest-path").arg(manifest);
     }
-    let user_wrapper = std::env::var_os("RUSTC_WORKSPACE_WRAPPER").unwrap_or_default();
-    command
-        .env("RUSTC_WORKSPACE_WRAPPER", tool)
-        .env(capture::INNER_WRAPPER_ENV, user_wrapper)
-        .env(capture::CAPTURE_DIR_ENV, capture_dir(plan))
-        .env(capture::HOST_ENV, format!("{}:{}", plan.host.package, plan.host.bin))
-        .env(capture::BOUNDARIES_ENV, plan.boundaries.iter().map(|b| b.package.as_str()).collect::<Vec<_>>().join(","))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    events.emit(Event::Command { command: describe_command(&command) });
+    if mode == BuildMode::Hot {
+        let user_wrapper = std::env::var_os("RUSTC_WORKSPACE_WRAPPER").unwrap_or_default();
+        command
+            .env("RUSTC_WORKSPACE_WRAPPER", tool)
+            .env(capture::INNER_WRAPPER_ENV, user_wrapper)
+            .env(capture::CAPTURE_DIR_ENV, capture_dir(plan))
+            .env(capture::HOST_ENV, format!("{}:{}", plan.host.package, plan.host.bin))
+            .env(capture::BOUNDARIES_ENV, plan.boundaries.iter().map(|b| b.package.as_str()).collect::<Vec<_>>().join(","));
+    }
+    // Its own process group, registered for stopping: Ctrl-C stops it at once (see `signals`).
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = command.spawn().context("cannot run cargo")?;
+    let _registered = crate::signals::register_build(child.id());
     let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let progress = Progress { done: Arc::new(AtomicUsize::new(0)), total: plan.expected_units, events: events.clone() };
+    let status_reader = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                progress.cargo_line(line);
+            }
+        })
+    };
     let mut executable = None;
     let mut local_libs = Vec::new();
+    let mut diagnostics = String::new();
     let (mut build_script_env, mut build_script_library_dirs) = (Vec::new(), Vec::new());
     for message in Message::parse_stream(BufReader::new(stdout)) {
         let artifact = match message.context("cannot read cargo's output")? {
             Message::CompilerArtifact(artifact) => artifact,
+            Message::CompilerMessage(message) => {
+                diagnostics.push_str(&crate::ui::strip_ansi(message.message.rendered.as_deref().unwrap_or(&message.message.message)));
+                events.emit(Event::Diagnostic(Box::new(diagnostic(&message.message, &plan.workspace_root, Some(&message.target.name)))));
+                continue;
+            }
             Message::BuildScriptExecuted(script) => {
+                progress.unit_done(None);
                 // Every build script's library directories (a -sys crate's `.so`), the host
                 // package's own variables.
                 build_script_library_dirs
@@ -239,6 +307,7 @@ fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
             }
             _ => continue,
         };
+        progress.unit_done(None);
         let package_id = &artifact.package_id.repr;
         let is_local = package_id.starts_with("path+") || !package_id.contains('+');
         if artifact.target.is_bin() && artifact.target.name == plan.host.bin {
@@ -251,11 +320,105 @@ fn run_cargo(plan: &Plan, tool: &Path) -> Result<Option<Artifacts>> {
         }
     }
     let status = child.wait()?;
+    let _ = status_reader.join();
     if !status.success() {
-        return Ok(None);
+        return Ok(Err(diagnostics));
     }
     let executable = executable.ok_or_else(|| anyhow!("cargo built no binary named `{}`", plan.host.bin))?;
-    Ok(Some(Artifacts { executable, build_script_env, build_script_library_dirs, local_libs }))
+    let units = progress.done.load(Ordering::SeqCst);
+    Ok(Ok(Artifacts { executable, units, build_script_env, build_script_library_dirs, local_libs }))
+}
+
+/// `cargo build --message-format=... -p server --bin server`, for `-v`.
+fn describe_command(command: &Command) -> String {
+    let mut words = vec![Path::new(command.get_program()).file_name().unwrap_or(command.get_program()).to_string_lossy().into_owned()];
+    words.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+    words.join(" ")
+}
+
+/// Build progress from cargo's messages: units finished (artifacts and build-script runs,
+/// fresh ones included, from standard output) and the unit being compiled (cargo's status
+/// lines, from standard error).
+#[derive(Clone)]
+struct Progress {
+    done: Arc<AtomicUsize>,
+    /// The estimate of the units in this build (the last build's count, or the metadata's).
+    total: usize,
+    events: Events,
+}
+
+impl Progress {
+    fn unit_done(&self, unit: Option<String>) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        self.events.emit(Event::BuildProgress { done, total: self.total.max(done), unit });
+    }
+
+    fn cargo_line(&self, line: String) {
+        let plain = crate::ui::strip_ansi(&line);
+        let status = cargo_status(&plain);
+        if let Some(("Compiling", rest)) = status {
+            let done = self.done.load(Ordering::SeqCst);
+            let unit = rest.split_whitespace().next().map(str::to_string);
+            self.events.emit(Event::BuildProgress { done, total: self.total.max(done), unit });
+        }
+        self.events.emit(Event::CargoOutput { text: line, status: status.is_some() });
+    }
+}
+
+/// `   Compiling serde v1.0.0` → ("Compiling", "serde v1.0.0"): cargo's right-aligned status
+/// lines (one capitalised word, then what it is about).
+fn cargo_status(line: &str) -> Option<(&str, &str)> {
+    let trimmed = line.trim_start();
+    let (word, rest) = trimmed.split_once(' ')?;
+    let status = line.len() - trimmed.len() + word.len() == 12 && word.chars().next()?.is_ascii_uppercase() && word.chars().all(|c| c.is_ascii_alphabetic());
+    status.then_some((word, rest))
+}
+
+/// A compiler diagnostic as an event: its rendered text (as cargo shows it) and where it
+/// points (its primary span, relative paths resolved from `cwd`, where rustc ran).
+pub fn diagnostic(message: &cargo_metadata::diagnostic::Diagnostic, cwd: &Path, crate_name: Option<&str>) -> Diagnostic {
+    use cargo_metadata::diagnostic::DiagnosticLevel;
+    let primary = message.spans.iter().find(|s| s.is_primary);
+    let level = match message.level {
+            DiagnosticLevel::Error | DiagnosticLevel::Ice => "error",
+            DiagnosticLevel::Warning => "warning",
+            DiagnosticLevel::FailureNote => "failure-note",
+            DiagnosticLevel::Note => "note",
+            DiagnosticLevel::Help => "help",
+            _ => "other",
+        };
+    Diagnostic {
+        level: level.to_string(),
+        message: message.message.clone(),
+        crate_name: crate_name.map(str::to_string),
+        file: primary.map(|s| crate::depinfo::normalize(&cwd.join(&s.file_name))),
+        line: primary.map(|s| s.line_start),
+        column: primary.map(|s| s.column_start),
+        rendered: message.rendered.clone().unwrap_or_else(|| format!("{level}: {}\n", message.message)),
+    }
+}
+
+/// A plain build (restart-only mode): the executable and what the dependency tree needs.
+fn plain_build(artifacts: Artifacts, started: Instant) -> HostBuild {
+    let local_units = artifacts
+        .local_libs
+        .into_iter()
+        .filter_map(|(package, manifest_dir, rlib)| {
+            let dep_info = rlib.with_file_name(format!("{}.d", unit_key(&rlib)?));
+            Some(LocalUnit { package, dep_info, manifest_dir, rlib: Some(rlib) })
+        })
+        .collect();
+    HostBuild {
+        host_dep_info: artifacts.executable.with_extension("d"),
+        executable: artifacts.executable,
+        boundaries: Vec::new(),
+        local_units,
+        link: LinkRecord { driver: String::new(), args: Vec::new(), output: None },
+        duration: started.elapsed(),
+        build_script_env: artifacts.build_script_env,
+        build_script_library_dirs: artifacts.build_script_library_dirs,
+        units: artifacts.units,
+    }
 }
 
 /// The package name of a package id (`path+file:///ws/crates/x#name@0.1.0` or `...#0.1.0`).
@@ -363,6 +526,7 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         local_units,
         link: link.expect("checked above"),
         duration: started.elapsed(),
+        units: artifacts.units,
     })))
 }
 
@@ -409,6 +573,14 @@ fn deps_copies(executable: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cargo_status_lines_are_told_from_its_messages() {
+        assert_eq!(cargo_status("   Compiling serde v1.0.0"), Some(("Compiling", "serde v1.0.0")));
+        assert_eq!(cargo_status("    Finished `dev` profile [unoptimized + debuginfo] target(s) in 0.31s").map(|s| s.0), Some("Finished"));
+        assert_eq!(cargo_status("error: could not compile `handlers` (lib) due to 1 previous error"), None);
+        assert_eq!(cargo_status("warning: unused manifest key: package.metadata"), None);
+    }
 
     #[test]
     fn package_names_from_both_id_formats() {

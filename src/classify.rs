@@ -1,8 +1,9 @@
 //! What an edit means: patch, restart or nothing. Decided from what rustc actually compiled
-//! (dep-info files), never from directory names, and always with a reason.
+//! (dep-info files), never from directory names, and always with a reason ([`Why`], a value
+//! the UI turns into words).
 //!
 //! The rules, first match wins:
-//! 1. the target directory and `.git` → ignored;
+//! 1. the target directory, `.git` and cargo hot's own output files → ignored;
 //! 2. `ignore` patterns → ignored;
 //! 3. `restart` patterns, `watch` entries and the `env-file` → restart;
 //! 4. manifests, the lock file, build scripts, `.env`, cargo's and rustup's configuration → restart;
@@ -16,11 +17,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use serde::Serialize;
 
 use crate::build::HostBuild;
 use crate::config::PathRule;
 use crate::depinfo;
 use crate::metadata::Plan as HostPlan;
+use crate::rules::{self, Excluded, RestartFile};
 
 /// The effect of a change to one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,24 +37,37 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub action: Action,
-    pub reason: String,
+    pub why: Why,
 }
 
-impl Decision {
-    fn new(action: Action, reason: impl Into<String>) -> Self {
-        Decision { action, reason: reason.into() }
-    }
+/// Why a change to a file means what it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "why", rename_all = "kebab-case")]
+pub enum Why {
+    /// The target directory, `.git`, or a file cargo hot writes itself.
+    NotSource { what: rules::NotSource },
+    IgnorePattern { pattern: String, origin: String },
+    RestartPattern { pattern: String, origin: String },
+    WatchedFile { pattern: String, origin: String },
+    EnvFile,
+    RestartFile { file: RestartFile },
+    OnlyBoundary { boundary: String },
+    /// Another boundary depends on this one: its compiled code calls the old functions.
+    DependedOn { boundary: String, dependent: String },
+    Declines { boundary: String },
+    /// The file no longer says `hot::decline!()`, but the version the program runs did.
+    DeclinedVersion { boundary: String },
+    TwoBoundaries { first: String, second: String },
+    BoundaryAndOther { boundary: String, other: String },
+    OtherCrate { package: String },
+    /// The host binary's own crate (not a boundary).
+    Binary { bin: String },
+    /// Compiled into the host, by no local crate (a file of a dependency).
+    Host { bin: String },
+    NoCrate { host: String, git_ignored: bool },
+    /// Restart-only mode: an edit that would otherwise have been patched.
+    RestartOnly,
 }
-
-/// Files whose change always means rebuilding and restarting, by name.
-const RESTART_FILES: &[(&str, &str)] = &[
-    ("Cargo.toml", "a manifest changed"),
-    ("Cargo.lock", "the lock file changed"),
-    ("build.rs", "a build script changed"),
-    (".env", "the environment file changed"),
-    ("rust-toolchain.toml", "the toolchain file changed"),
-    ("rust-toolchain", "the toolchain file changed"),
-];
 
 /// The rules that do not come from the compiler: configuration and git.
 #[derive(Debug, Clone, Default)]
@@ -79,23 +95,39 @@ impl Rules {
     }
 }
 
+/// What one boundary compiles, as classification needs it.
+#[derive(Debug, Clone, Default)]
+pub struct BoundaryFiles {
+    pub package: String,
+    pub files: HashSet<PathBuf>,
+    /// Other boundaries that depend on this one.
+    pub dependents: Vec<String>,
+}
+
+/// The files of a local crate outside the boundaries.
+#[derive(Debug, Clone, Default)]
+pub struct CrateFiles {
+    pub package: String,
+    /// The host binary's own crate (`main.rs` and its modules), not a library.
+    pub binary: bool,
+    pub files: HashSet<PathBuf>,
+}
+
 /// Which crate compiles which file, for one host build.
 #[derive(Debug, Clone, Default)]
 pub struct DependencyTree {
-    /// (package name, files) of each boundary, in plan order.
-    pub boundaries: Vec<(String, HashSet<PathBuf>)>,
-    /// For each boundary, the other boundaries that depend on it.
-    pub dependents: Vec<Vec<String>>,
+    /// One record per boundary, in build order.
+    pub boundaries: Vec<BoundaryFiles>,
     pub rules: Rules,
-    /// (package name, files) of every other local library.
-    pub others: Vec<(String, HashSet<PathBuf>)>,
+    /// Every other local crate, the host binary's own included.
+    pub others: Vec<CrateFiles>,
     /// Every file of every crate of the host, the host's own included.
     pub all: HashSet<PathBuf>,
     /// The files of `all` that no boundary compiled when the host was built: `all` is these
     /// plus the boundaries' current files (a patch may add or drop a module).
     outside_boundaries: HashSet<PathBuf>,
     pub host: String,
-    pub excluded: Vec<PathBuf>,
+    pub excluded: Excluded,
     /// Boundary files whose loaded version says `hot::decline!()`.
     pub declined: HashSet<PathBuf>,
 }
@@ -105,14 +137,17 @@ impl DependencyTree {
         let workspace_root = plan.workspace_root.as_path();
         let mut tree = DependencyTree {
             host: plan.host.bin.clone(),
-            excluded: vec![plan.target_dir.clone()],
+            excluded: Excluded::new(&plan.target_dir),
             rules: Rules::from_plan(plan),
             ..Default::default()
         };
         for unit in &build.boundaries {
             let files = depinfo::read(&unit.dep_info, &unit.invocation.cwd)?;
-            tree.boundaries.push((unit.boundary.package.clone(), files.into_iter().collect()));
-            tree.dependents.push(unit.boundary.dependents.clone());
+            tree.boundaries.push(BoundaryFiles {
+                package: unit.boundary.package.clone(),
+                files: files.into_iter().collect(),
+                dependents: unit.boundary.dependents.clone(),
+            });
         }
         for unit in &build.local_units {
             // cargo runs rustc from the workspace root for members, from the package root otherwise.
@@ -124,14 +159,14 @@ impl DependencyTree {
                     if from_root.exists() { from_root } else { depinfo::normalize(&unit.manifest_dir.join(&file)) }
                 })
                 .collect();
-            tree.others.push((unit.package.clone(), files));
+            tree.others.push(CrateFiles { package: unit.package.clone(), binary: unit.rlib.is_none(), files });
         }
         let mut outside: HashSet<PathBuf> = depinfo::read(&build.host_dep_info, workspace_root)?.into_iter().collect();
-        for (_, files) in &tree.others {
-            outside.extend(files.iter().cloned());
+        for other in &tree.others {
+            outside.extend(other.files.iter().cloned());
         }
-        for (_, files) in &tree.boundaries {
-            outside.retain(|file| !files.contains(file));
+        for boundary in &tree.boundaries {
+            outside.retain(|file| !boundary.files.contains(file));
         }
         tree.outside_boundaries = outside;
         tree.recompute_all();
@@ -141,117 +176,85 @@ impl DependencyTree {
     /// Re-reads one boundary's files after it was recompiled (a module may have been added
     /// or dropped: a file it no longer compiles is then compiled by no crate).
     pub fn update_boundary(&mut self, index: usize, files: Vec<PathBuf>) {
-        self.boundaries[index].1 = files.into_iter().collect();
+        self.boundaries[index].files = files.into_iter().collect();
         self.recompute_all();
     }
 
     fn recompute_all(&mut self) {
         self.all = self.outside_boundaries.clone();
-        for (_, files) in &self.boundaries {
-            self.all.extend(files.iter().cloned());
+        for boundary in &self.boundaries {
+            self.all.extend(boundary.files.iter().cloned());
         }
     }
 
     pub fn boundary_files(&self, index: usize) -> Vec<PathBuf> {
-        self.boundaries[index].1.iter().cloned().collect()
+        self.boundaries[index].files.iter().cloned().collect()
     }
 
     pub fn classify(&self, path: &Path) -> Decision {
-        if self.excluded.iter().any(|e| path.starts_with(e)) {
-            return Decision::new(Action::Ignore, "build output");
-        }
-        if path.components().any(|c| c.as_os_str() == ".git") {
-            return Decision::new(Action::Ignore, "git metadata");
+        let decide = |action: Action, why: Why| Decision { action, why };
+        if let Some(what) = self.excluded.why(path) {
+            return decide(Action::Ignore, Why::NotSource { what });
         }
         let rules = &self.rules;
-        if let Some(rule) = rules.ignore.iter().find(|r| r.matches(path)) {
-            return Decision::new(Action::Ignore, format!("matches ignore pattern `{}` of {}", rule.pattern, rule.origin));
+        let rule = |rule: &PathRule| (rule.pattern.clone(), rule.origin.clone());
+        if let Some((pattern, origin)) = rules.ignore.iter().find(|r| r.matches(path)).map(rule) {
+            return decide(Action::Ignore, Why::IgnorePattern { pattern, origin });
         }
-        if let Some(rule) = rules.restart.iter().find(|r| r.matches(path)) {
-            return Decision::new(Action::Restart, format!("matches restart pattern `{}` of {}", rule.pattern, rule.origin));
+        if let Some((pattern, origin)) = rules.restart.iter().find(|r| r.matches(path)).map(rule) {
+            return decide(Action::Restart, Why::RestartPattern { pattern, origin });
         }
-        if let Some(rule) = rules.watch.iter().find(|r| r.matches(path)) {
-            return Decision::new(Action::Restart, format!("a watched file (`{}` of {})", rule.pattern, rule.origin));
+        if let Some((pattern, origin)) = rules.watch.iter().find(|r| r.matches(path)).map(rule) {
+            return decide(Action::Restart, Why::WatchedFile { pattern, origin });
         }
         if rules.env_file.as_deref() == Some(path) {
-            return Decision::new(Action::Restart, "the env-file changed");
+            return decide(Action::Restart, Why::EnvFile);
         }
-        if let Some(reason) = restart_by_name(path) {
-            return Decision::new(Action::Restart, reason);
+        if let Some(file) = rules::restart_file(path) {
+            return decide(Action::Restart, Why::RestartFile { file });
         }
         let in_boundaries: Vec<usize> =
-            self.boundaries.iter().enumerate().filter(|(_, (_, files))| files.contains(path)).map(|(i, _)| i).collect();
-        let in_others: Vec<&str> =
-            self.others.iter().filter(|(_, files)| files.contains(path)).map(|(name, _)| name.as_str()).collect();
+            self.boundaries.iter().enumerate().filter(|(_, b)| b.files.contains(path)).map(|(i, _)| i).collect();
+        let in_others: Vec<&CrateFiles> = self.others.iter().filter(|other| other.files.contains(path)).collect();
+        let name = |index: usize| self.boundaries[index].package.clone();
         match (in_boundaries.as_slice(), in_others.first()) {
-            ([index], None) => match self.dependents.get(*index).and_then(|d| d.first()) {
-                Some(dependent) => Decision::new(
-                    Action::Restart,
-                    format!(
-                        "compiled by the boundary `{}`, which the boundary `{dependent}` depends on: its compiled code calls the old functions directly",
-                        self.boundaries[*index].0
-                    ),
-                ),
-                None if crate::abi::source::declines(path) => Decision::new(
-                    Action::Restart,
-                    format!("it says `hot::decline!()`: edits to it always restart (`{}`)", self.boundaries[*index].0),
-                ),
-                None if self.declined.contains(path) => Decision::new(
-                    Action::Restart,
-                    format!("the version the program runs says `hot::decline!()` (`{}`)", self.boundaries[*index].0),
-                ),
-                None => Decision::new(Action::Patch(*index), format!("compiled only by the boundary `{}`", self.boundaries[*index].0)),
+            ([index], None) => match self.boundaries[*index].dependents.first() {
+                Some(dependent) => decide(Action::Restart, Why::DependedOn { boundary: name(*index), dependent: dependent.clone() }),
+                None if crate::abi::source::declines(path) => decide(Action::Restart, Why::Declines { boundary: name(*index) }),
+                None if self.declined.contains(path) => decide(Action::Restart, Why::DeclinedVersion { boundary: name(*index) }),
+                None => decide(Action::Patch(*index), Why::OnlyBoundary { boundary: name(*index) }),
             },
-            ([first, second, ..], _) => Decision::new(
-                Action::Restart,
-                format!("compiled by two boundaries, `{}` and `{}`", self.boundaries[*first].0, self.boundaries[*second].0),
-            ),
-            ([index], Some(other)) => Decision::new(
-                Action::Restart,
-                format!("compiled by the boundary `{}` and also by `{other}`", self.boundaries[*index].0),
-            ),
-            ([], Some(other)) => Decision::new(Action::Restart, format!("compiled by `{other}`, outside the boundary")),
-            ([], None) if self.all.contains(path) => {
-                Decision::new(Action::Restart, format!("compiled into `{}`, outside the boundary", self.host))
-            }
+            ([first, second, ..], _) => decide(Action::Restart, Why::TwoBoundaries { first: name(*first), second: name(*second) }),
+            ([index], Some(other)) => decide(Action::Restart, Why::BoundaryAndOther { boundary: name(*index), other: other.package.clone() }),
+            ([], Some(other)) if other.binary => decide(Action::Restart, Why::Binary { bin: other.package.clone() }),
+            ([], Some(other)) => decide(Action::Restart, Why::OtherCrate { package: other.package.clone() }),
+            ([], None) if self.all.contains(path) => decide(Action::Restart, Why::Host { bin: self.host.clone() }),
             ([], None) => {
+                // (The matcher asserts that the path is under its root.)
                 let git_ignored = rules
                     .gitignore
                     .as_ref()
-                    .is_some_and(|g| g.matched_path_or_any_parents(path, path.is_dir()).is_ignore());
-                let why = if git_ignored { "git ignores it, and " } else { "" };
-                Decision::new(Action::Ignore, format!("{why}no crate of `{}` compiles it", self.host))
+                    .is_some_and(|g| path.starts_with(g.path()) && g.matched_path_or_any_parents(path, path.is_dir()).is_ignore());
+                decide(Action::Ignore, Why::NoCrate { host: self.host.clone(), git_ignored })
             }
         }
     }
-}
 
-/// Files whose change may change the plan itself (boundaries, their dependencies, rules):
-/// manifests, the lock file and cargo's configuration.
-pub fn is_manifest(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name == "Cargo.toml" || name == "Cargo.lock" || path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo")
-}
-
-fn restart_by_name(path: &Path) -> Option<&'static str> {
-    let name = path.file_name()?.to_str()?;
-    if name == "build.rs" && !path.with_file_name("Cargo.toml").is_file() {
-        return None; // a module named build.rs, not a package's build script
+    /// Whether a change to `path` could fix a program that crashed: a file some crate
+    /// compiles, a manifest or configuration, a restart rule. Anything else (a log the
+    /// program writes, a note) would only start the same program again.
+    pub fn could_fix_a_crash(&self, path: &Path) -> bool {
+        self.classify(path).action != Action::Ignore
     }
-    if let Some((_, reason)) = RESTART_FILES.iter().find(|(file, _)| *file == name) {
-        return Some(reason);
-    }
-    let in_cargo_dir = path.parent().and_then(|p| p.file_name()).is_some_and(|d| d == ".cargo");
-    (in_cargo_dir && (name == "config.toml" || name == "config")).then_some("cargo's configuration changed")
 }
 
 /// The decision for a burst of changes: one restart wins over patches; patches of several
-/// boundaries are applied in plan order.
+/// boundaries are applied in build order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    Restart { path: PathBuf, reason: String },
+    Restart { path: PathBuf, why: Why },
     Patch { boundaries: Vec<usize>, paths: Vec<PathBuf> },
-    Nothing { ignored: Vec<(PathBuf, String)> },
+    Nothing { ignored: Vec<(PathBuf, Why)> },
 }
 
 pub fn plan_burst(tree: &DependencyTree, paths: &[PathBuf]) -> Plan {
@@ -261,14 +264,14 @@ pub fn plan_burst(tree: &DependencyTree, paths: &[PathBuf]) -> Plan {
     for path in paths {
         let decision = tree.classify(path);
         match decision.action {
-            Action::Restart => return Plan::Restart { path: path.clone(), reason: decision.reason },
+            Action::Restart => return Plan::Restart { path: path.clone(), why: decision.why },
             Action::Patch(index) => {
                 if !boundaries.contains(&index) {
                     boundaries.push(index);
                 }
                 patched_paths.push(path.clone());
             }
-            Action::Ignore => ignored.push((path.clone(), decision.reason)),
+            Action::Ignore => ignored.push((path.clone(), decision.why)),
         }
     }
     if boundaries.is_empty() {
@@ -285,11 +288,21 @@ mod tests {
 
     fn tree() -> DependencyTree {
         let set = |files: &[&str]| files.iter().map(PathBuf::from).collect::<HashSet<_>>();
-        let boundaries = vec![("handlers".to_string(), set(&["/ws/h/src/lib.rs", "/ws/h/src/page.html", "/ws/common.txt"]))];
-        let others = vec![("shared".to_string(), set(&["/ws/s/src/lib.rs", "/ws/common.txt"]))];
-        let mut all = set(&["/ws/server/src/main.rs", "/home/.cargo/registry/tokio/lib.rs"]);
-        for (_, files) in boundaries.iter().chain(&others) {
-            all.extend(files.iter().cloned());
+        let boundaries = vec![BoundaryFiles {
+            package: "handlers".to_string(),
+            files: set(&["/ws/h/src/lib.rs", "/ws/h/src/page.html", "/ws/common.txt"]),
+            dependents: vec![],
+        }];
+        let others = vec![
+            CrateFiles { package: "shared".into(), binary: false, files: set(&["/ws/s/src/lib.rs", "/ws/common.txt"]) },
+            CrateFiles { package: "server".into(), binary: true, files: set(&["/ws/server/src/main.rs"]) },
+        ];
+        let mut all = set(&["/home/.cargo/registry/tokio/lib.rs"]);
+        for boundary in &boundaries {
+            all.extend(boundary.files.iter().cloned());
+        }
+        for other in &others {
+            all.extend(other.files.iter().cloned());
         }
         let restart = vec![PathRule::for_tests("templates/**", "/ws")];
         let ignore = vec![PathRule::for_tests("**/*.md", "/ws")];
@@ -297,12 +310,11 @@ mod tests {
         let rules = Rules { restart, ignore, watch, env_file: Some("/ws/dev.env".into()), gitignore: None };
         DependencyTree {
             boundaries,
-            dependents: vec![vec![]],
             rules,
             others,
             all,
             host: "server".into(),
-            excluded: vec!["/ws/target".into()],
+            excluded: Excluded { dirs: vec!["/ws/target".into()], files: vec!["/ws/dev.log".into()] },
             declined: HashSet::new(),
             outside_boundaries: HashSet::new(),
         }
@@ -321,12 +333,12 @@ mod tests {
     #[test]
     fn other_crates_and_shared_files_restart() {
         let shared = tree().classify(Path::new("/ws/s/src/lib.rs"));
-        assert_eq!(shared.action, Action::Restart);
-        assert!(shared.reason.contains("`shared`"), "{}", shared.reason);
+        assert_eq!(shared, Decision { action: Action::Restart, why: Why::OtherCrate { package: "shared".into() } });
         assert_eq!(action("/ws/common.txt"), Action::Restart);
         let host = tree().classify(Path::new("/ws/server/src/main.rs"));
-        assert_eq!(host.action, Action::Restart);
-        assert!(host.reason.contains("`server`"));
+        assert_eq!(host.why, Why::Binary { bin: "server".into() });
+        let dependency = tree().classify(Path::new("/home/.cargo/registry/tokio/lib.rs"));
+        assert_eq!(dependency.why, Why::Host { bin: "server".into() });
     }
 
     #[test]
@@ -337,38 +349,29 @@ mod tests {
     }
 
     #[test]
-    fn build_rs_is_a_build_script_only_beside_a_manifest() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("src")).unwrap();
-        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
-        assert_eq!(restart_by_name(&dir.path().join("build.rs")), Some("a build script changed"));
-        assert_eq!(restart_by_name(&dir.path().join("src/build.rs")), None, "a module named build.rs");
-    }
-
-    #[test]
     fn configured_rules_come_before_the_compiler() {
         assert_eq!(action("/ws/templates/a/index.html"), Action::Restart);
         assert_eq!(action("/ws/migrations/001_init.sql"), Action::Restart);
         assert_eq!(action("/ws/dev.env"), Action::Restart);
         let ignored = tree().classify(Path::new("/ws/h/src/NOTES.md"));
         assert_eq!(ignored.action, Action::Ignore);
-        assert!(ignored.reason.contains("`**/*.md`"), "{}", ignored.reason);
+        assert!(matches!(ignored.why, Why::IgnorePattern { ref pattern, .. } if pattern == "**/*.md"), "{:?}", ignored.why);
     }
 
     #[test]
     fn a_boundary_another_boundary_depends_on_restarts() {
         let mut t = tree();
-        t.dependents = vec![vec!["jobs".to_string()]];
+        t.boundaries[0].dependents = vec!["jobs".to_string()];
         let decision = t.classify(Path::new("/ws/h/src/lib.rs"));
-        assert_eq!(decision.action, Action::Restart);
-        assert!(decision.reason.contains("`jobs` depends on"), "{}", decision.reason);
+        assert_eq!(decision.why, Why::DependedOn { boundary: "handlers".into(), dependent: "jobs".into() });
     }
 
     #[test]
     fn a_file_a_patch_dropped_from_the_boundary_is_compiled_by_no_crate() {
         let mut t = tree();
-        t.outside_boundaries = t.all.iter().filter(|f| !t.boundaries[0].1.contains(*f)).cloned().collect();
+        t.outside_boundaries = t.all.iter().filter(|f| !t.boundaries[0].files.contains(*f)).cloned().collect();
         t.outside_boundaries.insert("/ws/common.txt".into());
+        t.outside_boundaries.insert("/ws/server/src/main.rs".into());
         t.update_boundary(0, vec!["/ws/h/src/lib.rs".into(), "/ws/h/src/users.rs".into()]);
         assert_eq!(t.classify(Path::new("/ws/h/src/users.rs")).action, Action::Patch(0));
         t.update_boundary(0, vec!["/ws/h/src/lib.rs".into()]);
@@ -379,11 +382,14 @@ mod tests {
     }
 
     #[test]
-    fn unrelated_files_target_and_git_are_ignored() {
+    fn unrelated_files_target_git_and_own_output_are_ignored() {
         assert_eq!(action("/ws/README.txt"), Action::Ignore);
         assert_eq!(action("/ws/h/src/unused.rs"), Action::Ignore);
         assert_eq!(action("/ws/target/debug/server"), Action::Ignore);
         assert_eq!(action("/ws/.git/index"), Action::Ignore);
+        assert_eq!(tree().classify(Path::new("/ws/dev.log")).why, Why::NotSource { what: rules::NotSource::OwnOutput });
+        assert!(!tree().could_fix_a_crash(Path::new("/ws/app.log")));
+        assert!(tree().could_fix_a_crash(Path::new("/ws/h/src/lib.rs")));
     }
 
     #[test]

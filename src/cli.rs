@@ -10,9 +10,29 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "cargo", bin_name = "cargo", styles = clap::builder::styling::Styles::styled())]
 pub enum CargoCli {
     /// Hot-patch a running Rust server: boundary edits are patched in, others restart it.
-    #[command(name = "hot", version, about, long_about = None)]
+    #[command(name = "hot", version, about, long_about = None, after_help = HOT_EXAMPLES)]
     Hot(HotCli),
 }
+
+const HOT_EXAMPLES: &str = "\
+Examples:
+  cargo hot init                          set a workspace up (adds hot-runtime, says what to change)
+  cargo hot run                           build, run and hot-patch the workspace's server
+  cargo hot run -p api -- --port 8080     the `api` package's binary, with arguments
+  cargo hot explain src/routes.rs         what an edit of that file would do, and why
+
+Run `cargo hot run --help` for the flags of a session.";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  cargo hot run                                  the workspace's server; hot crate chosen after the build
+  cargo hot run --boundary crates/handlers       patch edits of crates/handlers, restart for the rest
+  cargo hot run --listen 127.0.0.1:3000          hold the port: no request fails during a restart
+  cargo hot run --restart 'templates/**' -v      restart on template edits; say every decision
+  cargo hot run --message-format json | jq .     the event stream, one JSON object per line
+  cargo hot run --no-hot                         restarts only (cargo-watch style), same loop
+
+Keys (on a terminal): r rebuild and restart now · c clear the screen · q quit";
 
 #[derive(Debug, Args)]
 pub struct HotCli {
@@ -23,6 +43,7 @@ pub struct HotCli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build and run the server, patch edits of the boundary crate into it, restart for the rest.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Say what a change to each path would do (patch, restart or ignored) and why; with no
     /// path, summarise the dependency tree and the rules.
@@ -183,9 +204,47 @@ pub struct RunArgs {
     pub selection: Selection,
     #[command(flatten)]
     pub options: HotOptions,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Restart on every edit, patch nothing (the same loop: watching, builds, zero-downtime
+    /// restarts). Automatic on platforms other than Linux.
+    #[arg(long)]
+    pub no_hot: bool,
     /// Arguments passed to the program.
     #[arg(last = true, value_name = "ARGS")]
     pub program_args: Vec<OsString>,
+}
+
+/// How cargo hot reports what it does.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutputArgs {
+    /// `human` (lines, colours and progress bars on a terminal) or `json` (one event object
+    /// per line on stdout, for editors and scripts; the schema is in the README).
+    #[arg(long, value_name = "FMT", default_value = "human", value_parser = ["human", "json"])]
+    pub message_format: String,
+    /// Outcomes and errors only.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also every ignored change, each command run and each program stop.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+impl OutputArgs {
+    pub fn format(&self) -> crate::ui::Format {
+        match self.message_format.as_str() {
+            "json" => crate::ui::Format::Json,
+            _ => crate::ui::Format::Human,
+        }
+    }
+
+    pub fn verbosity(&self) -> crate::ui::Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => crate::ui::Verbosity::Quiet,
+            (_, true) => crate::ui::Verbosity::Verbose,
+            _ => crate::ui::Verbosity::Normal,
+        }
+    }
 }
 
 /// Accepts `cargo hot ...` (cargo passes `hot` first), `cargo-hot hot ...` and `cargo-hot ...`.
@@ -229,6 +288,16 @@ mod tests {
         assert_eq!(run.selection.feature_args(), vec!["--features", "a,b", "--no-default-features"]);
         assert_eq!(run.selection.profile_name(), "release");
         assert_eq!(run.program_args, vec![OsString::from("--port"), OsString::from("8080")]);
+    }
+
+    #[test]
+    fn output_flags() {
+        let run = parse(&["cargo", "hot", "run", "--message-format", "json", "-v"]);
+        assert_eq!((run.output.format(), run.output.verbosity()), (crate::ui::Format::Json, crate::ui::Verbosity::Verbose));
+        let run = parse(&["cargo", "hot", "run", "-q", "--no-hot"]);
+        assert_eq!((run.output.format(), run.output.verbosity(), run.no_hot), (crate::ui::Format::Human, crate::ui::Verbosity::Quiet, true));
+        assert!(CargoCli::try_parse_from(["cargo", "hot", "run", "--message-format", "xml"]).is_err());
+        assert!(CargoCli::try_parse_from(["cargo", "hot", "run", "-q", "-v"]).is_err());
     }
 
     #[test]

@@ -23,12 +23,12 @@ use crate::build::HostBuild;
 use crate::metadata::Plan;
 
 /// The variables to set for the program (on top of cargo hot's own environment).
-pub fn program_environment(plan: &Plan, build: &HostBuild, cwd: &Path) -> Result<Vec<(OsString, OsString)>> {
+pub fn program_environment(plan: &Plan, build: &HostBuild, cwd: &Path, events: &crate::events::Events) -> Result<Vec<(OsString, OsString)>> {
     let config_env: Vec<(String, OsString, bool)> = match cargo_config2::Config::load_with_cwd(cwd) {
         Ok(config) => config.env.iter().map(|(key, value)| (key.clone(), value.value.clone(), value.force)).collect(),
         Err(err) => {
             // cargo itself reported it if it matters for the build; the program starts without.
-            crate::ui::warn(format!("cannot read cargo's configuration for its [env] table ({err}); the program starts without it"));
+            events.warn(format!("cannot read cargo's configuration for its [env] table ({err}); the program starts without it"));
             Vec::new()
         }
     };

@@ -66,19 +66,32 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     // the binary itself is the boundary. Each manifest is edited in memory and written once.
     let mut host_manifest = Manifest::read(host.manifest_path.as_std_path())?;
     edits.push(host_manifest.add_runtime(host, &features_for(host), &source)?);
-    if let Some(boundary) = &args.boundary {
-        let package = boundary_package(&metadata, host, boundary)?;
-        if package.id != host.id {
-            let features = if depends_on(package, "tokio") { vec!["tokio"] } else { vec![] };
-            let mut manifest = Manifest::read(package.manifest_path.as_std_path())?;
-            edits.push(manifest.add_runtime(package, &features, &source)?);
-            manifest.write()?;
-        }
+    // Libraries of the host that already use #[hot::export] need the runtime to compile.
+    let exporting: Vec<&Package> = local_dependencies(&metadata, host).into_iter().filter(|p| uses_exports(p)).collect();
+    let boundary = args.boundary.as_deref().map(|b| boundary_package(&metadata, host, b)).transpose()?;
+    let mut libraries: Vec<&Package> = exporting.clone();
+    if let Some(package) = boundary.filter(|p| p.id != host.id && !exporting.iter().any(|e| e.id == p.id)) {
+        libraries.push(package);
+    }
+    for package in libraries {
+        let features = if depends_on(package, "tokio") { vec!["tokio"] } else { vec![] };
+        let mut manifest = Manifest::read(package.manifest_path.as_std_path())?;
+        edits.push(manifest.add_runtime(package, &features, &source)?);
+        manifest.write()?;
+    }
+    if let Some(package) = boundary {
         // By package name: a path would be read relative to the manifest, not to where
         // `cargo hot init` ran.
         edits.push(host_manifest.name_boundary(&package.name)?);
     }
     host_manifest.write()?;
+    // Where the hot code is (or goes): what `cargo hot run` will choose.
+    let hot = match (boundary, exporting.as_slice()) {
+        (Some(package), _) if package.id != host.id => HotCode::Library(package.name.to_string(), lib_name(package)),
+        (None, [one]) => HotCode::Library(one.name.to_string(), lib_name(one)),
+        _ if host.targets.iter().any(|t| t.is_lib()) => HotCode::PackageLibrary(lib_name(host)),
+        _ => HotCode::BinaryModule,
+    };
 
     for edit in &edits {
         match edit {
@@ -91,7 +104,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     }
     let main = host.targets.iter().find(|t| t.is_bin() && t.name == bin).map(|t| t.src_path.clone().into_std_path_buf());
     println!();
-    for line in next_steps(main.as_deref(), depends_on(host, "axum"), args.boundary.as_deref()) {
+    for line in next_steps(main.as_deref(), depends_on(host, "axum"), &hot) {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
@@ -214,24 +227,69 @@ fn boundary_package<'a>(metadata: &'a Metadata, host: &Package, boundary: &str) 
         })
 }
 
+/// The packages of the user's workspace that the host depends on, transitively. Path
+/// dependencies outside the workspace (a clone of the runtime itself, a vendored crate) are
+/// not the user's to edit.
+fn local_dependencies<'a>(metadata: &'a Metadata, host: &Package) -> Vec<&'a Package> {
+    let Some(resolve) = &metadata.resolve else { return Vec::new() };
+    let mut seen = std::collections::HashSet::from([host.id.clone()]);
+    let mut queue = vec![host.id.clone()];
+    while let Some(id) = queue.pop() {
+        for dep in resolve.nodes.iter().filter(|n| n.id == id).flat_map(|n| &n.deps) {
+            if seen.insert(dep.pkg.clone()) {
+                queue.push(dep.pkg.clone());
+            }
+        }
+    }
+    metadata.packages.iter().filter(|p| metadata.workspace_members.contains(&p.id) && p.id != host.id && seen.contains(&p.id)).collect()
+}
+
+/// Whether a package's sources already say `#[hot::export]`.
+fn uses_exports(package: &Package) -> bool {
+    let Some(dir) = package.manifest_path.parent() else { return false };
+    ignore::WalkBuilder::new(dir.join("src"))
+        .build()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|text| text.contains("#[hot::export")))
+}
+
+/// The crate name of a package's library (`my-api` → `my_api`).
+fn lib_name(package: &Package) -> String {
+    package.targets.iter().find(|t| t.is_lib()).map(|t| t.name.replace('-', "_")).unwrap_or_else(|| package.name.replace('-', "_"))
+}
+
+/// Where the hot code is, or should go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HotCode {
+    /// Another library: (package, crate name).
+    Library(String, String),
+    /// The host package's own library (its crate name).
+    PackageLibrary(String),
+    /// A module of the binary.
+    BinaryModule,
+}
+
 fn implicit_table() -> Item {
     let mut table = Table::new();
     table.set_implicit(true);
     Item::Table(table)
 }
 
-/// What to change in the host, from what its `main` does.
-pub fn next_steps(main: Option<&Path>, uses_axum: bool, boundary: Option<&str>) -> Vec<String> {
+/// What to change in the host, from what its `main` does and where the hot code is.
+pub fn next_steps(main: Option<&Path>, uses_axum: bool, hot: &HotCode) -> Vec<String> {
     let source = main.and_then(|m| std::fs::read_to_string(m).ok()).unwrap_or_default();
     let main_name = main.map(|m| m.display().to_string()).unwrap_or_else(|| "src/main.rs".into());
-    let module = match boundary {
-        Some(boundary) => format!("the boundary `{boundary}`"),
-        None => "a module of the binary (e.g. src/routes.rs, declared with `mod routes;`)".to_string(),
+    let (module, path) = match hot {
+        HotCode::Library(package, crate_name) => (format!("the library `{package}`"), format!("{crate_name}::router")),
+        HotCode::PackageLibrary(crate_name) => ("the package's library (src/lib.rs or one of its modules)".to_string(), format!("{crate_name}::router")),
+        HotCode::BinaryModule => ("a module of the binary (e.g. src/routes.rs, declared with `mod routes;`)".to_string(), "routes::router".to_string()),
     };
-    let path = if boundary.is_some() { "your_crate::router" } else { "routes::router" };
     let mut steps = vec!["Next:".to_string()];
-    if uses_axum && (source.contains("Router::new()") || source.contains("axum::serve")) {
-        steps.push(format!("  1. Move the code that builds your axum Router into a function of {module}, marked as the entry point:"));
+    if source.contains("hot::axum::router") {
+        steps.push(format!("  {main_name} already serves its router through hot::axum::router: nothing to change there."));
+    } else if uses_axum && (source.contains("Router::new()") || source.contains("axum::serve")) {
+        steps.push(format!("  1. Build your axum Router in a function of {module}, marked as the entry point (if it is not already):"));
         steps.push("       #[hot::export]".to_string());
         steps.push("       pub fn router(state: Arc<AppState>) -> Router { Router::new().route(...).with_state(state) }".to_string());
         steps.push(format!("  2. In {main_name}, serve it through the runtime, which rebuilds it after each patch:"));
@@ -241,7 +299,7 @@ pub fn next_steps(main: Option<&Path>, uses_axum: bool, boundary: Option<&str>) 
             "  1. Put #[hot::export] on the functions your server calls for each request (in {module}); {main_name} keeps calling them as before."
         ));
     }
-    if source.contains("TcpListener::bind") {
+    if source.contains("TcpListener::bind") && !source.contains("hot::listener") {
         steps.push("  Optional: take the socket from the runtime, and restarts refuse no connection (`cargo hot run --listen ADDR`):".to_string());
         steps.push("       let listener = tokio::net::TcpListener::from_std(hot::listener(addr)?)?;".to_string());
     }
@@ -314,12 +372,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("main.rs");
         std::fs::write(&main, "let app = Router::new();\nlet l = TcpListener::bind(addr).await?;\naxum::serve(l, app)").unwrap();
-        let steps = next_steps(Some(&main), true, None).join("\n");
+        let steps = next_steps(Some(&main), true, &HotCode::BinaryModule).join("\n");
         assert!(steps.contains("hot::axum::router(move || routes::router(state.clone()))"), "{steps}");
         assert!(steps.contains("hot::listener(addr)"), "{steps}");
+        let steps = next_steps(Some(&main), true, &HotCode::PackageLibrary("my_app".into())).join("\n");
+        assert!(steps.contains("the package's library") && steps.contains("my_app::router(state.clone())"), "{steps}");
         std::fs::write(&main, "fn main() { serve_forever() }").unwrap();
-        let steps = next_steps(Some(&main), false, Some("crates/handlers")).join("\n");
-        assert!(steps.contains("Put #[hot::export] on the functions") && steps.contains("the boundary `crates/handlers`"), "{steps}");
+        let steps = next_steps(Some(&main), false, &HotCode::Library("handlers".into(), "handlers".into())).join("\n");
+        assert!(steps.contains("Put #[hot::export] on the functions") && steps.contains("the library `handlers`"), "{steps}");
         assert!(!steps.contains("hot::listener"), "{steps}");
+        std::fs::write(&main, "let app = hot::axum::router(move || api::router(s.clone()));").unwrap();
+        let steps = next_steps(Some(&main), true, &HotCode::Library("api".into(), "api".into())).join("\n");
+        assert!(steps.contains("already serves its router through hot::axum::router") && !steps.contains("Build your axum Router"), "{steps}");
     }
 }

@@ -7,11 +7,14 @@
 //! - the host binary's linker ([`linker`]), detected by the real-linker variable.
 //!
 //! The modules, one concern each: [`metadata`] and [`config`] plan (which host, which
-//! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host; [`depinfo`]
-//! and [`classify`] decide what an edit means; [`watch`] sees edits; [`patch`] builds a
-//! patch; [`abi`] gates it; [`ipc`] sends it; [`process`] runs the program with the
-//! [`environment`] `cargo run` would give it; [`ui`] talks;
-//! [`tool`] keeps the copy of cargo-hot that the other processes run.
+//! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host, from which
+//! [`host`] derives the session's state once per build; [`rules`], [`depinfo`] and
+//! [`classify`] decide what an edit means; [`watch`], [`keys`] and [`signals`] wake the
+//! [`session`] loop (see [`wake`]); [`patch`] builds a patch; [`abi`] gates it; [`ipc`]
+//! sends it; [`supervisor`] owns the program's lifecycle and [`process`] runs it with the
+//! [`environment`] `cargo run` would give it; everything that happens is an [`events`] value,
+//! which [`ui`] renders for a terminal or as JSON; [`tool`] keeps the copy of cargo-hot that
+//! the other processes run.
 
 pub mod abi;
 pub mod build;
@@ -21,18 +24,25 @@ pub mod cli;
 pub mod config;
 pub mod depinfo;
 pub mod environment;
+pub mod events;
 pub mod explain;
+pub mod host;
 pub mod init;
 pub mod ipc;
+pub mod keys;
 pub mod linker;
 pub mod metadata;
 pub mod patch;
 pub mod process;
+pub mod rules;
 pub mod session;
+pub mod signals;
 pub mod sockets;
+pub mod supervisor;
 pub mod sys;
 pub mod tool;
 pub mod ui;
+pub mod wake;
 pub mod watch;
 
 use std::process::ExitCode;

@@ -57,14 +57,9 @@ pub struct Plan {
     pub selection: Selection,
     /// Directories holding the sources of local (non-registry) packages: what to watch.
     pub local_package_dirs: Vec<PathBuf>,
-}
-
-/// Configuration warnings are shown at once: if planning then fails (a misspelled
-/// `boundray` key leaves no boundary), the warning explains why.
-fn warn_all(warnings: Vec<String>) {
-    for warning in warnings {
-        crate::ui::warn(warning);
-    }
+    /// About how many units a build of the host has (for the progress bar): estimated from
+    /// the dependency graph, then the last build's count.
+    pub expected_units: usize,
 }
 
 impl Plan {
@@ -80,7 +75,11 @@ impl Plan {
 }
 
 /// Reads the workspace and decides the plan. Command-line `options` override the manifests.
-pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
+///
+/// Configuration warnings go to `events` at once: if planning then fails (a misspelled
+/// `boundray` key leaves no boundary), the warning explains why.
+pub fn plan(selection: &Selection, options: &HotOptions, events: &crate::events::Events) -> Result<Plan> {
+    let warn_all = |warnings: Vec<String>| warnings.into_iter().for_each(|w| events.warn(w));
     let metadata = read_metadata(selection)?;
     let workspace_root = metadata.workspace_root.clone().into_std_path_buf();
 
@@ -158,12 +157,37 @@ pub fn plan(selection: &Selection, options: &HotOptions) -> Result<Plan> {
     Ok(Plan {
         workspace_root,
         target_dir: metadata.target_directory.clone().into_std_path_buf(),
+        expected_units: build_units(&metadata, &host_package.id),
         host,
         boundaries,
         config,
         selection: selection.clone(),
         local_package_dirs,
     })
+}
+
+/// An estimate of the units cargo reports for a build of `host`: every package it needs
+/// (normal and build dependencies, transitively) once, its build script twice (compiled,
+/// then run), and the binary. Dependencies of other platforms make it an overestimate.
+fn build_units(metadata: &Metadata, host: &PackageId) -> usize {
+    let Some(resolve) = &metadata.resolve else { return 0 };
+    let mut seen = HashSet::from([host.clone()]);
+    let mut queue = VecDeque::from([host.clone()]);
+    let mut units = 1;
+    while let Some(id) = queue.pop_front() {
+        if let Some(package) = metadata.packages.iter().find(|p| p.id == id) {
+            units += package.targets.iter().filter(|t| is_library(t) || t.is_proc_macro()).count().min(1);
+            units += 2 * package.targets.iter().filter(|t| t.is_custom_build()).count().min(1);
+        }
+        let Some(node) = resolve.nodes.iter().find(|n| n.id == id) else { continue };
+        for dep in &node.deps {
+            let needed = dep.dep_kinds.iter().any(|k| k.kind != DependencyKind::Development);
+            if needed && seen.insert(dep.pkg.clone()) {
+                queue.push_back(dep.pkg.clone());
+            }
+        }
+    }
+    units
 }
 
 /// The variables cargo sets for a package's programs (cargo's `Compilation::fill_env`).
@@ -246,7 +270,7 @@ fn read_metadata(selection: &Selection) -> Result<Metadata> {
     command.other_options(selection.feature_args());
     command.exec().map_err(|err| match err {
         cargo_metadata::Error::CargoMetadata { stderr } => anyhow!(
-            "cargo could not read the workspace; fix the manifest and run again:\n{}",
+            "cargo could not read the workspace (fix the manifest it names):\n{}",
             stderr.trim_end()
         ),
         other => anyhow!("cannot run `cargo metadata`: {other}"),

@@ -98,3 +98,65 @@ pub fn kill_with_parent(command: &mut Command) {
         });
     }
 }
+
+/// A pseudo-terminal pair: the program gets the slave as its standard output and error (so
+/// it sees a terminal and keeps its colours), cargo hot reads the master. The window size is
+/// cargo hot's own terminal's.
+pub fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+    let (mut master, mut slave): (RawFd, RawFd) = (-1, -1);
+    let mut size = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ writes a `winsize` into `size` when standard output is a terminal
+    // and fails otherwise (the zeroed size then stays); nothing else is touched.
+    let has_size = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, size.as_mut_ptr()) } == 0;
+    let size = if has_size { Some(unsafe { size.assume_init() }) } else { None };
+    // SAFETY: openpty writes two new descriptors into `master` and `slave` on success; the
+    // name, termios and window-size pointers may be null (the size is set separately).
+    let opened = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    if opened != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot open a pseudo-terminal for the program");
+    }
+    // SAFETY: both descriptors were just created by openpty and are owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    if let Some(size) = size {
+        // SAFETY: TIOCSWINSZ reads a valid `winsize` for a terminal descriptor we own.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+    // SAFETY: marks our end close-on-exec, so no program started later inherits it.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok((master, slave))
+}
+
+/// Standard input switched to reading single keys (no line buffering, no echo); the previous
+/// mode comes back when this is dropped. Ctrl-C still signals.
+pub struct KeyMode {
+    original: libc::termios,
+}
+
+impl KeyMode {
+    /// None when standard input is not a terminal.
+    pub fn enter() -> Option<KeyMode> {
+        let mut original = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr fills `original` for a terminal descriptor, and fails otherwise
+        // (then it is not read).
+        if unsafe { libc::tcgetattr(0, original.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        let original = unsafe { original.assume_init() };
+        let mut keys = original;
+        keys.c_lflag &= !(libc::ICANON | libc::ECHO);
+        keys.c_cc[libc::VMIN] = 1;
+        keys.c_cc[libc::VTIME] = 0;
+        // SAFETY: sets a mode derived from the terminal's own on standard input.
+        if unsafe { libc::tcsetattr(0, libc::TCSANOW, &keys) } != 0 {
+            return None;
+        }
+        Some(KeyMode { original })
+    }
+}
+
+impl Drop for KeyMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the mode read from this same terminal in `enter`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.original) };
+    }
+}

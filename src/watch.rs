@@ -11,27 +11,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-/// What wakes the main loop.
-#[derive(Debug)]
-pub enum Wake {
-    /// Paths touched by one file-system event.
-    Changed(Vec<PathBuf>),
-    /// The watcher itself failed.
-    WatchError(String),
-    /// A termination signal for cargo hot.
-    Signal(i32),
-}
+use crate::rules::Excluded;
+use crate::wake::Wake;
 
 pub struct FileWatcher {
     watcher: RecommendedWatcher,
     watched: HashSet<PathBuf>,
-    excluded: Vec<PathBuf>,
+    excluded: Excluded,
 }
 
 impl FileWatcher {
-    /// Watches `roots` recursively, except for `excluded` directories (the target dir).
-    pub fn new(roots: &[PathBuf], excluded: &[PathBuf], wake: Sender<Wake>) -> Result<Self> {
-        let excluded: Vec<PathBuf> = excluded.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+    /// Watches `roots` recursively, except for what is `excluded` (the target dir, `.git`,
+    /// cargo hot's own output files: see `rules`).
+    pub fn new(roots: &[PathBuf], excluded: Excluded, wake: Sender<Wake>) -> Result<Self> {
         let filter_excluded = excluded.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let message = match event {
@@ -43,7 +35,7 @@ impl FileWatcher {
                         return;
                     }
                     let paths: Vec<PathBuf> =
-                        event.paths.into_iter().filter(|p| !is_excluded(p, &filter_excluded)).collect();
+                        event.paths.into_iter().filter(|p| !filter_excluded.contains(p)).collect();
                     if paths.is_empty() {
                         return;
                     }
@@ -77,7 +69,7 @@ impl FileWatcher {
         for dir in dirs {
             if !self.watched.contains(&dir)
                 && dir.is_dir()
-                && !is_excluded(&dir, &self.excluded)
+                && !self.excluded.contains(&dir)
                 && self.watcher.watch(&dir, RecursiveMode::NonRecursive).is_ok()
             {
                 self.watched.insert(dir);
@@ -94,7 +86,7 @@ impl FileWatcher {
             .git_ignore(respect_gitignore)
             .ignore(respect_gitignore)
             .filter_entry(move |entry| {
-                entry.file_type().is_some_and(|t| t.is_dir()) && entry.file_name() != ".git" && !is_excluded(entry.path(), &excluded)
+                entry.file_type().is_some_and(|t| t.is_dir()) && !excluded.contains(entry.path())
             })
             .build();
         for entry in walker.flatten() {
@@ -120,7 +112,7 @@ impl FileWatcher {
         for path in paths {
             // A directory in a burst is new, or was removed and created again (a generator's
             // `rm -rf` then regenerate): its old watch died with it, so watch it afresh.
-            if path.is_dir() && !is_excluded(path, &self.excluded) {
+            if path.is_dir() && !self.excluded.contains(path) {
                 if let Ok(canonical) = path.canonicalize() {
                     self.watched.retain(|w| !w.starts_with(&canonical));
                 }
@@ -153,24 +145,25 @@ const MAX_BURST: Duration = Duration::from_secs(2);
 /// previous one. A save, an editor's write-rename dance or a `git checkout` of hundreds of
 /// files is one burst; changes made while the caller was busy (building) are already
 /// waiting in the channel and join the next burst. Each path appears once. A signal ends
-/// the collection with `Err(signal)`.
-pub fn collect_burst(wake: &Receiver<Wake>, first: Vec<PathBuf>, debounce: Duration) -> Result<Vec<PathBuf>, i32> {
+/// the collection, and is returned with the paths (as is anything else that is not a change)
+/// to be handled after them, in order.
+pub fn collect_burst(wake: &Receiver<Wake>, first: Vec<PathBuf>, debounce: Duration) -> (Vec<PathBuf>, Vec<Wake>) {
     let mut paths = first;
+    let mut others = Vec::new();
     // A file written without pause (a database, a log) must not hold the loop forever.
     let deadline = std::time::Instant::now() + MAX_BURST;
     while std::time::Instant::now() < deadline {
         match wake.recv_timeout(debounce) {
             Ok(Wake::Changed(more)) => paths.extend(more),
-            Ok(Wake::Signal(signal)) => return Err(signal),
-            Ok(Wake::WatchError(err)) => crate::ui::warn(format!("file watcher: {err}")),
+            Ok(signal @ Wake::Signal(_)) => {
+                others.push(signal);
+                break;
+            }
+            Ok(other) => others.push(other),
             Err(_) => break,
         }
     }
     let mut seen = HashSet::new();
     paths.retain(|p| seen.insert(p.clone()));
-    Ok(paths)
-}
-
-pub fn is_excluded(path: &Path, excluded: &[PathBuf]) -> bool {
-    excluded.iter().any(|e| path.starts_with(e)) || path.components().any(|c| c.as_os_str() == ".git")
+    (paths, others)
 }

@@ -48,7 +48,7 @@ fn explain_says_what_each_change_does_and_why() {
 
     // With no path: the tree and the rules.
     let summary = explain(&fixture, &[]);
-    for expected in ["host: `server`", "  api: 1 files", "`jobs` depends on it", "  jobs: 1 files", "restart: `templates/**`", "watch: `migrations`", "ignore: `**/*.md`", "env-file dev.env"] {
+    for expected in ["host: `server`", "  api: 1 file in crates/api", "`jobs` depends on it", "  jobs: 1 file in crates/jobs", "restart: `templates/**`", "watch: `migrations`", "ignore: `**/*.md`", "env-file dev.env"] {
         assert!(summary.contains(expected), "summary lacks {expected:?}:\n{summary}");
     }
 }

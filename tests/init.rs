@@ -25,6 +25,9 @@ fn without_runtime(fixture: &Fixture, manifest: &str) {
 fn a_single_package_gets_the_runtime_once_with_its_comments_kept() {
     let fixture = Fixture::copy("bin-app");
     without_runtime(&fixture, "Cargo.toml");
+    // Its main.rs as it was before, serving the router directly.
+    let main = fixture.read("src/main.rs").replace("hot::axum::router(move || routes::router(state.clone()))", "routes::router(state.clone())");
+    std::fs::write(fixture.path("src/main.rs"), main).unwrap();
     let out = init(&fixture, &["--runtime-path", &support::runtime_dir().display().to_string()]);
     assert!(out.contains("added hot-runtime to"), "{out}");
     assert!(out.contains("hot::axum::router(move || routes::router(state.clone()))"), "axum found in main.rs: {out}");
@@ -44,7 +47,10 @@ fn a_workspace_gets_the_runtime_in_host_and_boundary_and_the_boundary_named() {
     without_runtime(&fixture, "crates/server/Cargo.toml");
     without_runtime(&fixture, "crates/handlers/Cargo.toml");
     fixture.edit("Cargo.toml", "[workspace.metadata.hot]\nboundary = \"crates/handlers\"\n", "");
+    let runtime_manifests = || ["Cargo.toml", "../runtime-macros/Cargo.toml"].map(|m| std::fs::read_to_string(support::runtime_dir().join(m)).unwrap());
+    let runtime_before = runtime_manifests();
     let out = init(&fixture, &["-p", "server", "--boundary", "crates/handlers"]);
+    assert_eq!(runtime_manifests(), runtime_before, "path dependencies outside the workspace (the runtime's own crates) are left alone: {out}");
     assert!(out.contains("boundary = \"handlers\" to [package.metadata.hot]"), "{out}");
     assert!(fixture.read("crates/server/Cargo.toml").contains("features = [\"axum\"]"));
     assert!(fixture.read("crates/handlers/Cargo.toml").contains("features = [\"tokio\"]"), "the boundary uses tokio");

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use cargo_hot::abi::{self, HostImage};
 use cargo_hot::build::{self, BoundaryUnit, BuildOutcome};
+use cargo_hot::abi::Rejection;
 use cargo_hot::cli::Selection;
+use cargo_hot::events::Events;
 use cargo_hot::{metadata, patch};
 use support::Fixture;
 
@@ -29,7 +31,7 @@ impl Bench<'_> {
         std::fs::write(self.fixture.path(HANDLERS), edit(original)).unwrap();
         let binary_objects = self.work.path().join("binary-objects");
         let compiled = patch::compile(&self.unit, Path::new(support::CARGO_HOT), &binary_objects).unwrap();
-        assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.diagnostics);
+        assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.rendered());
         self.count += 1;
         let output = self.work.path().join(format!("patch-{}.so", self.count));
         // The axum fixture's boundary has no statics: nothing to bind.
@@ -48,10 +50,10 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     // This file has a single test, so setting the variable races with nothing.
     std::env::set_var("CARGO_TARGET_DIR", support::shared_target_dir());
     let selection = Selection { manifest_path: Some(fixture.path("Cargo.toml")), ..Selection::default() };
-    let plan = metadata::plan(&selection, &Default::default()).unwrap();
+    let plan = metadata::plan(&selection, &Default::default(), &Events::discard()).unwrap();
     assert_eq!(plan.host.bin, "server");
     assert_eq!(plan.boundaries[0].package, "handlers");
-    let BuildOutcome::Built(host) = build::build_host(&plan, Path::new(support::CARGO_HOT)).unwrap() else {
+    let BuildOutcome::Built(host) = build::build_host(&plan, Path::new(support::CARGO_HOT), &Events::discard()).unwrap() else {
         panic!("the fixture must build");
     };
 
@@ -97,19 +99,19 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     let rejection = bench
         .judge(&original, |s| s.replace("pub async fn slow(millis: u64) -> String {", "pub async fn slow(millis: u32) -> String {\n    let millis = u64::from(millis);"))
         .unwrap_err();
-    assert_eq!(rejection.0, "the signature of `handlers::slow` changed");
+    assert_eq!(rejection, Rejection::SignatureChanged { export: "handlers::slow".into() });
 
     // A new export.
     let rejection = bench
         .judge(&original, |s| format!("{s}\n#[hot::export]\npub fn added() -> u32 {{ 1 }}\n"))
         .unwrap_err();
-    assert_eq!(rejection.0, "`handlers::added` is a new export");
+    assert_eq!(rejection, Rejection::NewExport { export: "handlers::added".into() });
 
     // A removed export (the function stays, without #[hot::export]).
     let rejection = bench
         .judge(&original, |s| s.replace("#[hot::export]\npub fn version()", "pub fn version()"))
         .unwrap_err();
-    assert_eq!(rejection.0, "the export `handlers::version` was removed");
+    assert_eq!(rejection, Rejection::ExportRemoved { export: "handlers::version".into() });
 
     // A symbol the running program does not contain.
     let rejection = bench
@@ -120,7 +122,7 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
             )
         })
         .unwrap_err();
-    assert!(rejection.0.contains("cargo_hot_test_missing_symbol"), "{rejection}");
+    assert!(matches!(&rejection, Rejection::MissingSymbol { symbol, .. } if symbol.contains("cargo_hot_test_missing_symbol")), "{rejection:?}");
 
     std::fs::write(fixture.path(HANDLERS), original).unwrap();
 }

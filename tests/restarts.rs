@@ -105,6 +105,24 @@ fn a_crash_is_reported_and_the_next_edit_starts_the_program_again() {
     assert_ne!(run.pid(), pid);
 }
 
+/// With RUST_BACKTRACE=1 a panic is followed by dozens of frames; the report still starts
+/// with the panic's location and message (the real panic hook's output, whatever the Rust
+/// version prints around the thread's name).
+#[test]
+fn a_panic_report_shows_the_message_above_the_backtrace() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &[], &[("RUST_BACKTRACE", "1")]);
+    let mark = run.log().len();
+    assert!(run.get("/panic").is_err());
+    let log = run.wait_for_log("exited with status 101", mark, WAIT);
+    let report = &log[log[mark..].find("exited with status 101").unwrap() + mark..];
+    let panicked = report.find("it panicked:").unwrap_or_else(|| panic!("the report says it panicked:\n{report}"));
+    let message = report.find("| no DATABASE_URL in the environment").unwrap_or_else(|| panic!("the message is in the report:\n{report}"));
+    let frames = report.find("its last output:").unwrap_or_else(|| panic!("the last lines follow:\n{report}"));
+    assert!(panicked < message && message < frames, "panic, then its message, then the last lines:\n{report}");
+    assert!(report[..frames].contains("panicked at crates/server/src/main.rs"), "{report}");
+}
+
 #[test]
 fn restart_on_crash_starts_the_program_again_with_backoff() {
     let fixture = Fixture::copy("axum-app");
@@ -164,4 +182,21 @@ fn a_port_in_use_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("cannot listen on {address}: the address is already in use")), "{stderr}");
+}
+
+/// `--no-hot`: the same loop with restarts only, said once; a boundary edit restarts with a
+/// new PID, and nothing is patched.
+#[test]
+fn no_hot_restarts_for_every_edit_and_says_so_once() {
+    let fixture = Fixture::copy("axum-app");
+    let run = start_listening(&fixture, &["--no-hot"], &[]);
+    let pid = run.pid();
+    let mark = run.log().len();
+    fixture.edit(HANDLERS, "hello from v1", "hello without patching");
+    run.wait_for_response("/", WAIT, |b| b.contains("without patching"));
+    assert_ne!(run.pid(), pid, "a restart, not a patch");
+    let log = run.wait_for_log("restarted", mark, WAIT);
+    assert_eq!(log.matches("restart-only mode (--no-hot)").count(), 1, "said once:\n{log}");
+    assert!(log[mark..].contains("changed → restart (restart-only mode)"), "{log}");
+    assert!(!log.contains("patched"), "{log}");
 }

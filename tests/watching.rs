@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use cargo_hot::watch::{collect_burst, FileWatcher, Wake};
+use cargo_hot::rules::Excluded;
+use cargo_hot::wake::Wake;
+use cargo_hot::watch::{collect_burst, FileWatcher};
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
 const FIRST_EVENT: Duration = Duration::from_secs(10);
@@ -25,7 +27,9 @@ impl Tree {
         std::fs::write(dir.path().join("crates/handlers/src/lib.rs"), "v0").unwrap();
         let (sender, wake) = mpsc::channel();
         let root = dir.path().canonicalize().unwrap();
-        let watcher = FileWatcher::new(std::slice::from_ref(&root), &[root.join("target")], sender).unwrap();
+        // cargo hot's own output redirected into the workspace (`cargo hot run > dev.log`).
+        let excluded = Excluded { dirs: vec![root.join("target")], files: vec![root.join("dev.log")] };
+        let watcher = FileWatcher::new(std::slice::from_ref(&root), excluded, sender).unwrap();
         Tree { dir, watcher, wake }
     }
 
@@ -37,13 +41,14 @@ impl Tree {
     fn burst(&mut self, wait: Duration) -> Option<Vec<PathBuf>> {
         match self.wake.recv_timeout(wait) {
             Ok(Wake::Changed(first)) => {
-                let mut paths = collect_burst(&self.wake, first, DEBOUNCE).unwrap();
+                let (mut paths, others) = collect_burst(&self.wake, first, DEBOUNCE);
+                assert!(others.is_empty(), "only changes here");
                 let found = self.watcher.follow_new_directories(&paths);
                 paths.extend(found);
                 Some(paths)
             }
             Ok(Wake::WatchError(err)) => panic!("watcher error: {err}"),
-            Ok(Wake::Signal(_)) => unreachable!("no signals are sent here"),
+            Ok(other) => unreachable!("only changes here: {other:?}"),
             Err(_) => None,
         }
     }
@@ -126,9 +131,17 @@ fn new_directories_and_the_files_in_them_are_picked_up() {
 }
 
 #[test]
-fn the_target_dir_and_git_are_never_reported() {
+fn the_target_dir_git_and_cargo_hots_own_output_are_never_reported() {
     let mut tree = Tree::new();
     std::fs::write(tree.path("target/debug/server"), "binary").unwrap();
     std::fs::write(tree.path(".git/index"), "index").unwrap();
+    for line in 0..20 {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(tree.path("dev.log")).unwrap();
+        writeln!(log, "[hot] line {line}").unwrap();
+    }
     assert_eq!(tree.burst(Duration::from_millis(500)), None);
+    // Another file beside it is seen.
+    std::fs::write(tree.path("notes.txt"), "x").unwrap();
+    assert!(contains(&tree.burst(FIRST_EVENT).unwrap(), &tree.path("notes.txt")));
 }

@@ -79,14 +79,19 @@ pub struct Approved {
     pub exports: Vec<String>,
 }
 
-/// Why a patch must not be loaded. The text is shown as the reason for the restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection(pub String);
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why a patch must not be loaded (put into words by `ui`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "rejection", rename_all = "kebab-case")]
+pub enum Rejection {
+    /// The running program has no export of this crate: nothing could be switched.
+    NoExports { crate_name: String },
+    SignatureChanged { export: String },
+    NewExport { export: String },
+    ExportRemoved { export: String },
+    /// The size or alignment of an argument or of the result changed.
+    LayoutChanged { export: String },
+    /// A symbol the new code needs is not in the running program (`more`: how many others).
+    MissingSymbol { symbol: String, more: usize, unchecked_libraries: Vec<String> },
 }
 
 /// Checks 1-3 for the patch of `crate_name` at `patch`.
@@ -94,25 +99,23 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
     let host_exports: Vec<&String> = host.exports_of(crate_name).collect();
     let patch_exports: Vec<&String> = patch.exports.keys().filter(|k| belongs_to(k, crate_name)).collect();
     if host_exports.is_empty() {
-        return Err(Rejection(format!(
-            "the running program has no #[hot::export] functions from `{crate_name}`, so nothing can be switched to new code"
-        )));
+        return Err(Rejection::NoExports { crate_name: crate_name.to_string() });
     }
     for key in &patch_exports {
         if !host_exports.contains(key) {
-            let path = export_path(key);
-            return Err(Rejection(if host_exports.iter().any(|h| export_path(h) == path) {
-                format!("the signature of `{path}` changed")
+            let export = export_path(key).to_string();
+            return Err(if host_exports.iter().any(|h| export_path(h) == export) {
+                Rejection::SignatureChanged { export }
             } else {
-                format!("`{path}` is a new export")
-            }));
+                Rejection::NewExport { export }
+            });
         }
     }
     for key in &host_exports {
         if !patch_exports.contains(key) {
             let path = export_path(key);
             if !patch_exports.iter().any(|p| export_path(p) == path) {
-                return Err(Rejection(format!("the export `{path}` was removed")));
+                return Err(Rejection::ExportRemoved { export: path.to_string() });
             }
         }
     }
@@ -120,10 +123,7 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
         let host_layout = &host.symbols.exports[*key];
         let patch_layout = &patch.exports[*key];
         if host_layout.is_empty() || host_layout != patch_layout {
-            return Err(Rejection(format!(
-                "the size or alignment of an argument or the result of `{}` changed",
-                export_path(key)
-            )));
+            return Err(Rejection::LayoutChanged { export: export_path(key).to_string() });
         }
     }
     let missing: Vec<&str> = patch
@@ -133,14 +133,11 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
         .map(|(name, _)| name.as_str())
         .collect();
     if let Some(first) = missing.first() {
-        let mut more = if missing.len() > 1 { format!(" (and {} more)", missing.len() - 1) } else { String::new() };
-        if !host.missing_libraries.is_empty() {
-            more.push_str(&format!("; libraries not found to check: {}", host.missing_libraries.join(", ")));
-        }
-        return Err(Rejection(format!(
-            "the new code needs `{:#}`{more}, which the running program does not contain",
-            rustc_demangle::demangle(first)
-        )));
+        return Err(Rejection::MissingSymbol {
+            symbol: format!("{:#}", rustc_demangle::demangle(first)),
+            more: missing.len() - 1,
+            unchecked_libraries: host.missing_libraries.clone(),
+        });
     }
     Ok(Approved { exports: patch_exports.into_iter().cloned().collect() })
 }
@@ -191,26 +188,26 @@ mod tests {
     fn changed_added_and_removed_exports_are_named() {
         let host = host(&[("h::a::h1", L), ("h::b::h2", L)], &[]);
         let changed = check(&host, "h", &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
-        assert_eq!(changed.0, "the signature of `h::a` changed");
+        assert_eq!(changed, Rejection::SignatureChanged { export: "h::a".into() });
         let added = check(&host, "h", &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[])).unwrap_err();
-        assert_eq!(added.0, "`h::c` is a new export");
+        assert_eq!(added, Rejection::NewExport { export: "h::c".into() });
         let removed = check(&host, "h", &patch(&[("h::a::h1", L)], &[])).unwrap_err();
-        assert_eq!(removed.0, "the export `h::b` was removed");
+        assert_eq!(removed, Rejection::ExportRemoved { export: "h::b".into() });
     }
 
     #[test]
     fn layout_change_and_missing_symbol_are_rejected() {
         let host = host(&[("h::a::h1", L)], &[]);
         let layout = check(&host, "h", &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[])).unwrap_err();
-        assert!(layout.0.contains("size or alignment"), "{layout}");
+        assert_eq!(layout, Rejection::LayoutChanged { export: "h::a".into() });
         let missing = check(&host, "h", &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)])).unwrap_err();
-        assert!(missing.0.contains("serde_json::to"), "{missing}");
+        assert!(matches!(missing, Rejection::MissingSymbol { ref symbol, more: 0, .. } if symbol == "serde_json::to"), "{missing:?}");
     }
 
     #[test]
     fn a_host_without_exports_cannot_be_patched() {
         let err = check(&host(&[("other::a::h1", L)], &[]), "h", &patch(&[], &[])).unwrap_err();
-        assert!(err.0.contains("no #[hot::export]"), "{err}");
+        assert_eq!(err, Rejection::NoExports { crate_name: "h".into() });
     }
 
     #[test]

@@ -74,7 +74,11 @@ const REMOVABLE: &[&str] = &["static", "thread_local!", STATIC_IMPORTS];
 /// in a static's type mean. Checked only under v0 symbol mangling, whose names do not carry
 /// a hash of the static's type (the legacy mangling's do, so a re-pointed type changes the
 /// static's name and binding refuses it).
-const STATIC_IMPORTS: &str = "`use` and `const` items of a scope with statics";
+const STATIC_IMPORTS: &str = "the `use` and `const` items beside statics";
+
+/// The `use` and `const` items of a module that defines types: they decide what the names in
+/// its types mean.
+const MODULE_IMPORTS: &str = "the `use` and `const` items";
 
 /// Every version of each definition loaded in the running program (the host build's, then
 /// each applied patch's).
@@ -95,14 +99,10 @@ impl SourceSnapshot {
 impl SourceSnapshot {
     /// Every `.rs` file under `dir` (a package directory), for comparing before and after a
     /// build whose list of files is not known yet.
-    pub fn of_dir(dir: &Path, excluded: &Path) -> Self {
+    pub fn of_dir(dir: &Path, excluded: &crate::rules::Excluded) -> Self {
         let mut snapshot = SourceSnapshot::default();
-        let excluded = excluded.to_path_buf();
-        let walker = ignore::WalkBuilder::new(dir)
-            .hidden(false)
-            .require_git(false)
-            .filter_entry(move |e| !e.path().starts_with(&excluded) && e.file_name() != ".git")
-            .build();
+        let excluded = excluded.clone();
+        let walker = ignore::WalkBuilder::new(dir).hidden(false).require_git(false).filter_entry(move |e| !excluded.contains(e.path())).build();
         for entry in walker.flatten() {
             let path = entry.into_path();
             if path.extension().is_some_and(|e| e == "rs") {
@@ -178,7 +178,7 @@ impl LoadedDefinitions {
     }
 
     /// Also compare the imports of scopes that declare statics: for a boundary whose symbols
-    /// use the v0 mangling (see [`STATIC_IMPORTS`]).
+    /// use the v0 mangling (see `STATIC_IMPORTS`).
     pub fn with_static_imports(mut self, checked: bool) -> Self {
         self.1 = checked;
         self
@@ -193,9 +193,12 @@ impl LoadedDefinitions {
             }
             match newer.0.get(key) {
                 None if REMOVABLE.contains(&key.2) => {}
+                None if key.2 == MODULE_IMPORTS => return Some(format!("{} changed", describe(key))),
                 None => return Some(format!("{} was removed or moved", describe(key))),
                 Some(tokens) if versions.iter().any(|v| v != tokens) => {
-                    return Some(if REMOVABLE.contains(&key.2) {
+                    return Some(if key.2 == STATIC_IMPORTS {
+                        format!("{} changed, which can change a static's type, so the value the program holds cannot be kept", describe(key))
+                    } else if REMOVABLE.contains(&key.2) {
                         format!("the type of {} changed, so the value the program holds cannot be kept", describe(key))
                     } else {
                         format!("{} changed", describe(key))
@@ -220,8 +223,14 @@ impl LoadedDefinitions {
 
 fn describe((file, module, kind, name, _): &Key) -> String {
     let file = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let module = if module.is_empty() { String::new() } else { format!("{module}::") };
-    format!("{kind} `{module}{name}` ({file})")
+    match (name.is_empty(), module.is_empty()) {
+        // Items grouped per scope have no name of their own: name the scope.
+        (true, true) => format!("{kind} of {file}"),
+        (true, false) => format!("{kind} of the module `{module}` ({file})"),
+        (false, _) if *kind == STATIC_IMPORTS => format!("{kind} in `{}{name}` ({file})", if module.is_empty() { String::new() } else { format!("{module}::") }),
+        (false, true) => format!("{kind} `{name}` ({file})"),
+        (false, false) => format!("{kind} `{module}::{name}` ({file})"),
+    }
 }
 
 /// What a module holds that matters only if it defines types.
@@ -266,7 +275,7 @@ impl Collector<'_> {
             return;
         }
         if scope.defines_types {
-            let key = (self.file.clone(), scope.path.clone(), "`use` and `const` items of the module", String::new(), 0);
+            let key = (self.file.clone(), scope.path.clone(), MODULE_IMPORTS, String::new(), 0);
             self.out.insert(key, scope.imports_and_consts.join("\n"));
         }
         if scope.declares_statics {
@@ -582,7 +591,7 @@ mod tests {
         let repointed = defs(&base.replace("use crate::a::Entry", "use crate::b::Entry"));
         assert_eq!(loaded(base).first_difference(&repointed), None, "legacy mangling: the static's name changes instead");
         let strict = loaded(base).with_static_imports(true);
-        assert!(strict.first_difference(&repointed).unwrap().contains("scope with statics"));
+        assert!(strict.first_difference(&repointed).unwrap().contains("`use` and `const` items beside statics of lib.rs changed, which can change a static's type"));
         let in_body = defs(&base.replace("use crate::a::Item", "use crate::b::Item"));
         assert!(strict.first_difference(&in_body).is_some());
         assert_eq!(strict.first_difference(&defs(base)), None);

@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 use object::read::archive::ArchiveFile;
 
 use crate::build::{BoundaryUnit, UnitObjects};
+use std::os::unix::process::CommandExt;
+use crate::events::Diagnostic;
 use crate::linker::{self, LinkRecord};
 use bind::{Bound, Homes, Unbindable};
 
@@ -95,9 +97,16 @@ fn is_allocator_shim(data: &[u8]) -> bool {
 /// The result of recompiling a boundary.
 pub struct Compiled {
     pub duration: Duration,
-    /// Rendered diagnostics (warnings or errors), exactly as cargo would show them.
-    pub diagnostics: String,
+    /// Its diagnostics (warnings or errors), rendered exactly as cargo would show them.
+    pub diagnostics: Vec<Diagnostic>,
     pub success: bool,
+}
+
+impl Compiled {
+    /// The diagnostics' text, as a terminal shows it.
+    pub fn rendered(&self) -> String {
+        self.diagnostics.iter().map(|d| d.rendered.as_str()).collect()
+    }
 }
 
 /// Replays the recorded rustc command of `unit`. Diagnostics are collected, not printed.
@@ -117,25 +126,39 @@ pub fn compile(unit: &BoundaryUnit, tool: &Path, binary_dir: &Path) -> Result<Co
         command.env(linker::REAL_LINKER_ENV, "cc").env(linker::PATCH_OBJECTS_ENV, binary_dir);
         let _ = std::fs::remove_dir_all(binary_dir);
     }
-    let output = command.stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-    let mut diagnostics = String::new();
-    for line in String::from_utf8_lossy(&output.stderr).lines() {
-        diagnostics.push_str(&render_rustc_line(line));
-    }
+    // Its own process group, registered for stopping: Ctrl-C stops it at once (see `signals`).
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
+    let registered = crate::signals::register_build(child.id());
+    let output = child.wait_with_output().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
+    drop(registered);
+    let crate_name = unit.invocation.crate_name().map(str::to_string);
+    let diagnostics = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| rustc_diagnostic(line, &unit.invocation.cwd, crate_name.as_deref()))
+        .collect();
     Ok(Compiled { duration: started.elapsed(), diagnostics, success: output.status.success() })
 }
 
-/// rustc runs with `--error-format=json` under cargo: show the `rendered` text of each
-/// diagnostic, skip artifact notifications, pass anything else through.
-fn render_rustc_line(line: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(value) => match value.get("$message_type").and_then(|t| t.as_str()) {
-            Some("diagnostic") | None => {
-                value.get("rendered").and_then(|r| r.as_str()).map(str::to_string).unwrap_or_default()
-            }
-            Some(_) => String::new(),
+/// rustc runs with `--error-format=json` under cargo: each diagnostic becomes one (with its
+/// `rendered` text), artifact notifications are skipped, anything else passes through.
+fn rustc_diagnostic(line: &str, cwd: &Path, crate_name: Option<&str>) -> Option<Diagnostic> {
+    let plain = |text: &str| Diagnostic {
+        level: "other".into(),
+        message: text.to_string(),
+        crate_name: crate_name.map(str::to_string),
+        file: None,
+        line: None,
+        column: None,
+        rendered: format!("{text}\n"),
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else { return Some(plain(line)) };
+    match value.get("$message_type").and_then(|t| t.as_str()) {
+        Some("diagnostic") | None => match serde_json::from_value::<cargo_metadata::diagnostic::Diagnostic>(value) {
+            Ok(diagnostic) => Some(crate::build::diagnostic(&diagnostic, cwd, crate_name)),
+            Err(_) => Some(plain(line)),
         },
-        Err(_) => format!("{line}\n"),
+        Some(_) => None,
     }
 }
 
@@ -262,11 +285,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shows_rendered_diagnostics_and_hides_artifact_notices() {
-        let diag = r#"{"$message_type":"diagnostic","message":"x","rendered":"error[E0308]: mismatched types\n"}"#;
+    fn diagnostics_keep_their_rendering_and_location_and_artifact_notices_are_skipped() {
+        let diag = r#"{"$message_type":"diagnostic","message":"mismatched types","code":{"code":"E0308","explanation":null},"level":"error","spans":[{"file_name":"src/lib.rs","byte_start":24,"byte_end":27,"line_start":2,"line_end":2,"column_start":5,"column_end":8,"is_primary":true,"text":[{"text":"    \"x\"","highlight_start":5,"highlight_end":8}],"label":"expected `u32`, found `&str`","suggested_replacement":null,"suggestion_applicability":null,"expansion":null}],"children":[],"rendered":"\u001b[1m\u001b[91merror[E0308]\u001b[0m: mismatched types\n"}"#;
         let artifact = r#"{"$message_type":"artifact","artifact":"/t/libh.rlib","emit":"link"}"#;
-        assert_eq!(render_rustc_line(diag), "error[E0308]: mismatched types\n");
-        assert_eq!(render_rustc_line(artifact), "");
-        assert_eq!(render_rustc_line("plain text"), "plain text\n");
+        let found = rustc_diagnostic(diag, Path::new("/ws/h"), Some("h")).unwrap();
+        assert_eq!((found.level.as_str(), found.message.as_str()), ("error", "mismatched types"));
+        assert_eq!((found.file.as_deref(), found.line, found.column), (Some(Path::new("/ws/h/src/lib.rs")), Some(2), Some(5)));
+        assert_eq!(found.rendered, "\x1b[1m\x1b[91merror[E0308]\x1b[0m: mismatched types\n", "as cargo renders it");
+        assert!(rustc_diagnostic(artifact, Path::new("/ws"), None).is_none());
+        assert_eq!(rustc_diagnostic("plain text", Path::new("/ws"), None).unwrap().rendered, "plain text\n");
     }
 }

@@ -51,12 +51,27 @@ pub fn changes(old: &[ObjectFile], new: &[ObjectFile]) -> Result<Changes> {
         let names: Vec<&str> = names.iter().copied().filter(|name| old.functions.contains_key(*name)).collect();
         let (before, after) = (old.fingerprints(&names), new.fingerprints(&names));
         let mut changed: Vec<String> =
-            names.iter().filter(|name| before.get(**name) != after.get(**name)).map(|name| format!("{:#}", rustc_demangle::demangle(name))).collect();
+            names.iter().filter(|name| before.get(**name) != after.get(**name)).map(|name| readable(name)).collect();
         changed.sort();
         changed.dedup();
         changed
     };
     Ok(Changes { start_up_only: changed(&unreached), also_run_at_start_up: changed(&shared) })
+}
+
+/// The name a reader knows a changed function by: closures and drop glue are named after the
+/// function or type they belong to (`main::{{closure}}` and
+/// `core::ptr::drop_in_place<app::main::{{closure}}>` are both `app::main`).
+fn readable(symbol: &str) -> String {
+    let demangled = format!("{:#}", rustc_demangle::demangle(symbol));
+    let mut name = demangled.as_str();
+    if let Some(dropped) = name.strip_prefix("core::ptr::drop_in_place<").and_then(|rest| rest.strip_suffix('>')) {
+        name = dropped;
+    }
+    while let Some(outer) = name.strip_suffix("::{{closure}}") {
+        name = outer;
+    }
+    name.to_string()
 }
 
 /// `main` (the C entry point rustc generates) and the crate's `fn main`.
@@ -285,4 +300,17 @@ fn hash(value: &impl Hash) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn closures_and_drop_glue_are_named_after_their_function() {
+        assert_eq!(readable("_ZN3app4main17h0123456789abcdefE"), "app::main");
+        assert_eq!(readable("app::main::{{closure}}::{{closure}}"), "app::main");
+        assert_eq!(readable("core::ptr::drop_in_place<app::main::{{closure}}>"), "app::main");
+        assert_eq!(readable("<app::Config as core::default::Default>::default"), "<app::Config as core::default::Default>::default");
+    }
 }

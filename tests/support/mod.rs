@@ -141,9 +141,17 @@ pub fn explain(fixture: &Fixture, args: &[&str]) -> String {
     stdout
 }
 
+/// Where a [`HotRun`] writes cargo hot's output.
+pub enum Logs {
+    /// Both streams in one file: a temporary one, or the path given (as `> dev.log 2>&1`).
+    Combined(Option<PathBuf>),
+    /// Standard output in the log, standard error in the file given.
+    Split { stderr: PathBuf },
+}
+
 /// `cargo hot run` on a fixture, with its output captured to a file for assertions.
 pub struct HotRun {
-    child: Child,
+    child: std::sync::Mutex<Child>,
     pub port: u16,
     log: PathBuf,
     _log_dir: tempfile::TempDir,
@@ -157,11 +165,24 @@ impl HotRun {
 
     /// Like `start`, with extra environment for cargo hot (and so the program), on `port`.
     pub fn start_with(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], port: u16) -> HotRun {
+        Self::launch(fixture, args, env, port, Logs::Combined(None))
+    }
+
+    /// Like `start`, with cargo hot's standard output and standard error going where `logs`
+    /// says (the log that `log()` reads is standard output, or both).
+    pub fn launch(fixture: &Fixture, args: &[&str], env: &[(&str, &str)], port: u16, logs: Logs) -> HotRun {
         let lock = exclusive_build();
         fixture.touch_all();
         let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("cargo-hot.log");
+        let (log, err) = match logs {
+            Logs::Combined(at) => (at.unwrap_or_else(|| log_dir.path().join("cargo-hot.log")), None),
+            Logs::Split { stderr } => (log_dir.path().join("stdout.log"), Some(stderr)),
+        };
         let out = std::fs::File::create(&log).unwrap();
+        let err = match err {
+            Some(path) => std::fs::File::create(path).unwrap(),
+            None => out.try_clone().unwrap(),
+        };
         let child = Command::new(CARGO_HOT)
             .arg("hot")
             .arg("run")
@@ -172,13 +193,20 @@ impl HotRun {
             .envs(env.iter().copied())
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap();
-        let run = HotRun { child, port, log, _log_dir: log_dir, _lock: lock };
-        // The first build may compile the fixture's dependencies.
-        run.wait_for_response("/pid", Duration::from_secs(600), |_| true);
+        let run = HotRun { child: std::sync::Mutex::new(child), port, log, _log_dir: log_dir, _lock: lock };
+        // The first build may compile the fixture's dependencies; a failed one ends the wait.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while run.get("/pid").is_err() {
+            let log = run.log();
+            assert!(!log.contains("error: the build failed"), "the first build failed:\n{log}");
+            assert!(run.exited().is_none(), "cargo hot exited before the program answered:\n{log}");
+            assert!(Instant::now() < deadline, "the program never answered on /pid:\n{log}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
         run
     }
 
@@ -190,11 +218,13 @@ impl HotRun {
     pub fn wait_for_log(&self, needle: &str, after: usize, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
+            let exited = self.exited();
             let log = self.log();
             if log.get(after..).is_some_and(|tail| tail.contains(needle)) {
                 return log;
             }
             assert!(Instant::now() < deadline, "timed out waiting for {needle:?} in cargo hot's output:\n{log}");
+            assert!(exited.is_none(), "cargo hot exited ({}) without printing {needle:?}:\n{log}", exited.unwrap());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -233,6 +263,7 @@ impl HotRun {
     pub fn wait_for_response(&self, path: &str, timeout: Duration, accept: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
+            let exited = self.exited();
             let last = match self.get(path) {
                 Ok(body) if accept(&body) => return body,
                 Ok(body) => body,
@@ -243,6 +274,7 @@ impl HotRun {
                 "timed out waiting on {path}; last answer: {last:?}\ncargo hot's output:\n{}",
                 self.log()
             );
+            assert!(exited.is_none(), "cargo hot exited ({}); last answer on {path}: {last:?}\n{}", exited.unwrap(), self.log());
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -262,16 +294,32 @@ impl HotRun {
         }
     }
 
+    /// Whether cargo hot has exited (a wait for output or an answer then fails at once).
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().unwrap().try_wait().unwrap()
+    }
+
     pub fn cargo_hot_pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap().id()
+    }
+
+    /// Stops cargo hot as Ctrl-C would; returns its exit status and its whole log.
+    pub fn interrupt_with_log(self) -> (std::process::ExitStatus, String) {
+        let log = self.log.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("log");
+        // The log's directory goes with `self`: read the log after the exit, from a link.
+        std::fs::hard_link(&log, &kept).unwrap();
+        let status = self.interrupt();
+        (status, std::fs::read_to_string(kept).unwrap())
     }
 
     /// Stops cargo hot as Ctrl-C would; returns its exit status.
-    pub fn interrupt(mut self) -> std::process::ExitStatus {
-        unsafe_free_kill(self.child.id(), "INT");
+    pub fn interrupt(self) -> std::process::ExitStatus {
+        unsafe_free_kill(self.child.lock().unwrap().id(), "INT");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
                 return status;
             }
             assert!(Instant::now() < deadline, "cargo hot did not stop on SIGINT:\n{}", self.log());
@@ -282,14 +330,15 @@ impl HotRun {
 
 impl Drop for HotRun {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            unsafe_free_kill(self.child.id(), "TERM");
+        if self.child.lock().unwrap().try_wait().ok().flatten().is_none() {
+            unsafe_free_kill(self.child.lock().unwrap().id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(30);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            while self.child.lock().unwrap().try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let mut child = self.child.lock().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

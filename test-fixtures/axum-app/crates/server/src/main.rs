@@ -29,6 +29,7 @@ async fn main() {
         .route("/slow", get(|Query(p): Query<SlowParams>| handlers::slow(p.ms.unwrap_or(500))))
         .route("/version", get(|| async { handlers::version() }))
         .route("/pid", get(|| async { std::process::id().to_string() }))
+        .route("/panic", get(|| async { panic_and_exit() }))
         .route("/crash", get(|| async {
             if std::env::var_os("NO_CRASH").is_none() {
                 std::process::abort();
@@ -42,6 +43,10 @@ async fn main() {
     let listener = hot::listener(("127.0.0.1", port)).unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     println!("listening on http://127.0.0.1:{port}");
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        // Under `cargo hot run` on a terminal the program gets a pseudo-terminal: colours pass.
+        println!("\x1b[1mthe program's standard output is a terminal\x1b[0m");
+    }
     let ignore_sigterm = std::env::var_os("IGNORE_SIGTERM").is_some();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -61,4 +66,11 @@ async fn main() {
         })
         .await
         .unwrap();
+}
+
+/// A panic that ends the process, as one in `main` or under `panic = "abort"` would: the
+/// panic hook prints the message (and a backtrace with RUST_BACKTRACE=1), then it exits.
+fn panic_and_exit() -> &'static str {
+    let _ = std::panic::catch_unwind(|| -> () { panic!("no DATABASE_URL in the environment") });
+    std::process::exit(101)
 }

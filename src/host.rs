@@ -1,0 +1,121 @@
+//! What is known about the host binary of the last successful build, derived once per build
+//! (as ripgrep derives its high-level arguments once from the low-level ones): the build,
+//! its symbols (for the ABI gate), which crate compiles which file, how patches are linked,
+//! and one record per boundary.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::abi::{HostImage, LoadedDefinitions, SourceSnapshot, TypeDefinitions};
+use crate::build::{self, BoundaryUnit, HostBuild, UnitObjects};
+use crate::classify::{BoundaryFiles, DependencyTree};
+use crate::events::Events;
+use crate::metadata::{BoundaryKind, Plan};
+use crate::patch::PatchLinker;
+
+pub struct HostState {
+    pub build: HostBuild,
+    pub tree: DependencyTree,
+    /// Present when the build can be patched (not in restart-only mode).
+    pub patching: Option<Patching>,
+    /// One record per boundary, in build order (`tree.boundaries` has their files at the
+    /// same index: see [`HostState::boundary`]).
+    pub boundaries: Vec<BoundaryState>,
+}
+
+/// What checking and linking patches of this build needs.
+pub struct Patching {
+    pub image: HostImage,
+    pub linker: PatchLinker,
+}
+
+/// A boundary of the running build.
+pub struct BoundaryState {
+    /// Its compiler command and objects.
+    pub unit: BoundaryUnit,
+    /// Every version of its type definitions the program has loaded (the build's, then each
+    /// applied patch's); None when an edit raced the build, so the next edit restarts.
+    pub loaded: Option<LoadedDefinitions>,
+    /// Its last patch did not compile (the diagnostics' text): a change that could fix it
+    /// retries it.
+    pub compile_failed: Option<String>,
+}
+
+/// The sources of every local package when a build started: compared afterwards, they say
+/// whether the build compiled what the files now say.
+pub struct SourcesBefore(HashMap<PathBuf, SourceSnapshot>);
+
+impl SourcesBefore {
+    pub fn take(plan: &Plan, tree_excluded: &crate::rules::Excluded) -> Self {
+        let dirs = plan.local_package_dirs.iter().chain(plan.boundaries.iter().map(|b| &b.manifest_dir));
+        SourcesBefore(dirs.map(|dir| (dir.clone(), SourceSnapshot::of_dir(dir, tree_excluded))).collect())
+    }
+}
+
+impl HostState {
+    /// Derives everything from a successful build. Warnings (a boundary that cannot be
+    /// patched as built) go to `events`.
+    pub fn derive(mut build: HostBuild, plan: &Plan, before: &SourcesBefore, events: &Events) -> Result<Self> {
+        let mut tree = DependencyTree::load(&build, plan)?;
+        let units = std::mem::take(&mut build.boundaries);
+        let patching = if units.is_empty() {
+            None
+        } else {
+            let crates: Vec<String> = units.iter().map(|unit| unit.boundary.crate_name.clone()).collect();
+            let image = HostImage::read(&build.executable, &crates)?;
+            let rustc = units.first().map(|unit| unit.invocation.rustc.clone()).unwrap_or_else(|| "rustc".into());
+            Some(Patching { linker: PatchLinker::find(&build.link, &rustc), image })
+        };
+        // v0-mangled names carry no hash of a static's type: its imports are checked instead.
+        let v0_mangling = patching.as_ref().is_some_and(|p| p.image.statics.iter().any(|s| s.name.starts_with("_R")));
+        let mut boundaries = Vec::new();
+        for (index, unit) in units.into_iter().enumerate() {
+            let dir = &unit.boundary.manifest_dir;
+            let unchanged = before.0.get(dir) == Some(&SourceSnapshot::of_dir(dir, &tree.excluded));
+            let definitions = if unchanged { TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(d, _)| d) } else { None };
+            if let Some(definitions) = &definitions {
+                tree.declined.extend(definitions.declining_files().iter().cloned());
+            }
+            warn_if_unpatchable(&unit, plan, events);
+            let loaded = definitions.map(|d| LoadedDefinitions::new(d).with_static_imports(v0_mangling));
+            boundaries.push(BoundaryState { unit, loaded, compile_failed: None });
+        }
+        Ok(HostState { build, tree, patching, boundaries })
+    }
+
+    /// A boundary's record and its files.
+    pub fn boundary(&self, index: usize) -> (&BoundaryState, &BoundaryFiles) {
+        (&self.boundaries[index], &self.tree.boundaries[index])
+    }
+
+    /// The objects the program was linked from, when the binary is a boundary.
+    pub fn binary_baseline(&self) -> Option<&PathBuf> {
+        self.boundaries.iter().find_map(|b| match &b.unit.objects {
+            UnitObjects::Binary { baseline } => Some(baseline),
+            UnitObjects::Rlib(_) => None,
+        })
+    }
+}
+
+/// A boundary built without debug assertions, or without exports, restarts on every edit:
+/// say so once per session, with what to do.
+fn warn_if_unpatchable(unit: &BoundaryUnit, plan: &Plan, events: &Events) {
+    if !unit.invocation.debug_assertions() {
+        events.warn_once(format!(
+            "`{}` is built without debug_assertions (profile `{}`), where #[hot::export] emits plain functions: every edit restarts",
+            unit.boundary.package,
+            plan.selection.profile_name()
+        ));
+    } else if !build::unit_has_exports(unit).unwrap_or(true) {
+        let what = match unit.boundary.kind {
+            BoundaryKind::Binary => format!("the binary `{}`", plan.host.bin),
+            BoundaryKind::Library => format!("`{}`", unit.boundary.package),
+        };
+        events.warn_once(format!(
+            "{what} has no #[hot::export] functions: every edit restarts. Put #[hot::export] on the functions the server calls \
+             (see `cargo hot init`), or name the crate that has them with --boundary"
+        ));
+    }
+}

@@ -1,0 +1,195 @@
+//! One patch attempt of one boundary: compile, check the types the program has loaded, bind
+//! and link, gate, load. It returns a typed outcome and never restarts anything itself: the
+//! session matches on the outcome once (record, retry, or restart).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hot::protocol::ReloadOutcome;
+
+use crate::abi::{self, TypeDefinitions};
+use crate::build::UnitObjects;
+use crate::events::{ms, Event, Events, Patched, Refusal};
+use crate::host::HostState;
+use crate::patch::{self, bind::Homes};
+use crate::supervisor::Supervisor;
+
+/// How long the program may take to load a patch before cargo hot gives up and restarts it.
+/// Includes the app's rebuilds (a router builder, jobs that take seconds to stop).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What became of a patch attempt.
+#[derive(Debug)]
+pub enum PatchOutcome {
+    /// The program runs the new code.
+    Applied(Box<Patched>),
+    /// The boundary does not compile (its diagnostics were emitted); the program keeps the
+    /// last good code. The text of the diagnostics says which new file could fix it.
+    CompileFailed { diagnostics: String },
+    /// The boundary changed again while it compiled; that change is handled next.
+    Raced,
+    /// The patch cannot be applied safely: a restart is due.
+    Refused(Refusal),
+}
+
+/// What an attempt works with.
+pub struct Attempt<'a> {
+    pub host: &'a mut HostState,
+    pub supervisor: &'a mut Supervisor,
+    /// Where the running program keeps the boundaries' statics, and its pid.
+    pub homes: &'a mut Option<(u32, Homes)>,
+    /// The cargo-hot executable (the linker of a patch of the binary).
+    pub tool: &'a Path,
+    /// This session's patch directory, and the attempt's number in the session.
+    pub patch_dir: PathBuf,
+    pub number: u64,
+    /// The objects the running program was linked from (when the binary is a boundary).
+    pub running_objects: PathBuf,
+    pub events: &'a Events,
+}
+
+impl Attempt<'_> {
+    /// Patches boundary `index` into the running program.
+    pub fn run(mut self, index: usize) -> PatchOutcome {
+        self.events.emit(Event::PatchStarted { boundary: self.host.boundaries[index].unit.boundary.package.clone() });
+        match self.patch(index) {
+            Ok(outcome) => outcome,
+            Err(err) => PatchOutcome::Refused(Refusal::Failed { message: format!("{err:#}") }),
+        }
+    }
+
+    fn patch(&mut self, index: usize) -> Result<PatchOutcome> {
+        let started = Instant::now();
+        let unit = self.host.boundaries[index].unit.clone();
+        let refuse = |refusal| Ok(PatchOutcome::Refused(refusal));
+        let Some(pid) = self.supervisor.pid() else { return refuse(Refusal::NotRunning) };
+        if matches!(unit.objects, UnitObjects::Binary { .. }) && unit.invocation.codegen_option("split-debuginfo") == Some("packed") {
+            // rustc would package the debug info of an executable the patch never links.
+            return refuse(Refusal::PackedDebugInfo);
+        }
+        // The boundary's type definitions are read while rustc compiles the same files.
+        let files = self.host.tree.boundary_files(index);
+        let binary_objects = self.patch_dir.join("binary-objects");
+        self.events.emit(Event::Command { command: format!("{} (the boundary's command, replayed)", unit.invocation.rustc.display()) });
+        let (compiled, parsed) = std::thread::scope(|scope| {
+            let types = scope.spawn(|| TypeDefinitions::of_files(&files));
+            let compiled = patch::compile(&unit, self.tool, &binary_objects);
+            (compiled, types.join().expect("parsing type definitions does not panic"))
+        });
+        let compiled = compiled?;
+        for diagnostic in &compiled.diagnostics {
+            self.events.emit(Event::Diagnostic(Box::new(diagnostic.clone())));
+        }
+        if !compiled.success {
+            return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
+        }
+        let new_files = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
+        let parsed = if sorted(&new_files) == sorted(&files) {
+            parsed
+        } else {
+            // A module was added or removed: read the crate's files as rustc just listed them.
+            TypeDefinitions::of_files(&new_files)
+        };
+        let current = match parsed {
+            Ok((definitions, snapshot)) if snapshot.unchanged() => definitions,
+            // rustc and the type check may have seen different contents; the edit that raced
+            // is queued, and its own burst will patch it.
+            Ok(_) => return Ok(PatchOutcome::Raced),
+            Err(err) => {
+                let message = format!("cannot read the type definitions of `{}`: {err:#}", unit.boundary.package);
+                return refuse(Refusal::Failed { message });
+            }
+        };
+        self.host.tree.update_boundary(index, new_files);
+        self.host.tree.declined.extend(current.declining_files().iter().cloned());
+
+        // No type definition that the running program has loaded may change.
+        let boundary = unit.boundary.package.clone();
+        match &self.host.boundaries[index].loaded {
+            Some(loaded) => {
+                if let Some(what) = loaded.first_difference(&current) {
+                    return refuse(Refusal::TypeChanged { what, boundary });
+                }
+            }
+            None => return refuse(Refusal::ChangedDuringBuild { boundary }),
+        }
+        let Some(patching) = self.host.patching.as_ref() else { return refuse(Refusal::NotRunning) };
+
+        // Where the running program keeps the boundary's statics: the patch uses those copies.
+        if self.homes.as_ref().is_none_or(|(of, _)| *of != pid) {
+            let info = self.supervisor.program_info(Duration::from_secs(3))?;
+            let image = &patching.image;
+            *self.homes = Some((pid, Homes::of_program(&image.statics, image.anchor, info.anchor, info.tls_offset)));
+        }
+        let (_, homes) = self.homes.as_mut().expect("found above");
+        homes.declare(current.declared_statics().clone());
+        let objects = patch::ObjectSource::of(&unit, &binary_objects).read()?;
+        // A patch of the binary brings in only what the exports reach: an edit to code that
+        // ran once at start-up (`main`) takes effect by a restart.
+        let mut also_run_at_start_up = Vec::new();
+        if let UnitObjects::Binary { .. } = &unit.objects {
+            let started_with = patch::ObjectSource::Dir(self.running_objects.clone()).read();
+            match started_with.and_then(|old| patch::reach::changes(&old, &objects)) {
+                Ok(changes) if changes.start_up_only.is_empty() => also_run_at_start_up = changes.also_run_at_start_up,
+                Ok(changes) => return refuse(Refusal::StartUpOnly { functions: changes.start_up_only }),
+                Err(err) => {
+                    let message = format!("cannot compare the new code with the running program's: {err:#}");
+                    return refuse(Refusal::Failed { message });
+                }
+            }
+        }
+        let patch_path = self.patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.number));
+        std::fs::create_dir_all(&self.patch_dir)?;
+        let linked = match patch::link(objects, &patching.linker, &self.patch_dir.join("objects"), &patch_path, homes)? {
+            Ok(linked) => linked,
+            Err(unbindable) => return refuse(Refusal::Unbindable { reason: unbindable.0 }),
+        };
+        let checked = Instant::now();
+        let approved = match abi::check_file(&patching.image, &unit.boundary.crate_name, &patch_path)? {
+            Ok(approved) => approved,
+            Err(rejection) => return refuse(Refusal::Gate { rejection }),
+        };
+        let check_time = checked.elapsed();
+
+        match self.supervisor.reload(&patch_path, &approved.exports, RELOAD_TIMEOUT)? {
+            ReloadOutcome::Ok { load_micros, switched, base, rebuilt } => {
+                if let Some(loaded) = &mut self.host.boundaries[index].loaded {
+                    loaded.absorb(current);
+                }
+                // Statics this patch introduced keep their values in later patches too (if the
+                // program said where it loaded the patch).
+                match abi::elf::read_statics(&patch_path, std::slice::from_ref(&unit.boundary.crate_name), "") {
+                    Ok((introduced, _)) if base != 0 => {
+                        if let Some((_, homes)) = self.homes.as_mut() {
+                            homes.add_patch(&introduced, base);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => self.events.warn(format!("cannot read the statics of {}: {err:#}", patch_path.display())),
+                }
+                Ok(PatchOutcome::Applied(Box::new(Patched {
+                    boundary,
+                    pid,
+                    total_ms: ms(started.elapsed()),
+                    compile_ms: ms(compiled.duration),
+                    link_ms: ms(linked.duration),
+                    check_ms: ms(check_time),
+                    load_ms: ms(Duration::from_micros(load_micros)),
+                    exports_switched: switched,
+                    static_references_kept: linked.bound.statics,
+                    thread_local_references_kept: linked.bound.thread_locals,
+                    rebuilt,
+                    also_run_at_start_up,
+                })))
+            }
+            ReloadOutcome::Error { message } => refuse(Refusal::LoadFailed { message }),
+        }
+    }
+}
+
+fn sorted(files: &[PathBuf]) -> Vec<&PathBuf> {
+    let mut sorted: Vec<&PathBuf> = files.iter().collect();
+    sorted.sort();
+    sorted
+}
