@@ -3,6 +3,7 @@
 //!     cargo bench --bench edit_to_response              # 7 edits of each kind
 //!     HOT_BENCH_EDITS=15 HOT_BENCH_PATCHES=200 cargo bench --bench edit_to_response
 //!     cargo bench --bench edit_to_response -- route     # only the added-route scenario
+//!     cargo bench --bench edit_to_response -- --large   # the generated large workspace
 //!
 //! Measures, each as the median (and p95) of repeated edits:
 //! - the floor: the boundary's bare rustc invocation, replayed as cargo hot captured it;
@@ -19,6 +20,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "large/generate.rs"]
+mod large_app;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +40,11 @@ fn main() {
     let edits: usize = std::env::var("HOT_BENCH_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
     if std::env::args().skip(1).any(|a| a == "route") {
         print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route_times(edits))]);
+        write_results(serde_json::json!({}));
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "--large") {
+        large(edits);
         return;
     }
     let memory_patches: usize = std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -107,8 +115,10 @@ fn main() {
         assert!(status.success());
     }
 
-    // The cargo-watch / bacon loop: cargo build, stop, start, first response.
+    // The cargo-watch / bacon loop: cargo build, stop, start, first response; for the same
+    // two edits as cargo hot's patch and restart.
     let restart_loop = restart_loop_times(&fixture, edits, &mut next_label);
+    let shared_loop = shared_loop_times(&fixture, edits);
 
     let route = route_times(edits);
     let rows = [
@@ -116,6 +126,7 @@ fn main() {
         ("cargo hot: patch (boundary edit)", &patch_times),
         ("cargo hot: restart (shared crate edit)", &restart_times),
         ("cargo build + restart loop (boundary edit)", &restart_loop),
+        ("cargo build + restart loop (shared crate edit)", &shared_loop),
     ];
     print_rows("test-fixtures/axum-app", edits, &rows);
     print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route)]);
@@ -129,11 +140,19 @@ fn main() {
     println!("patch p95 / median:            {:.2}×  (target: within 2×)", p95(&patch_times).as_secs_f64() / patch.as_secs_f64());
     println!("restart loop / patch:          {:.1}×  faster", median(&restart_loop).as_secs_f64() / patch.as_secs_f64());
     println!("cargo hot restart / patch:     {:.1}×", median(&restart_times).as_secs_f64() / patch.as_secs_f64());
+    println!(
+        "cargo hot restart / loop:      {:.2}×  (the same shared crate edit; target: at most 1.00×)",
+        median(&restart_times).as_secs_f64() / median(&shared_loop).as_secs_f64()
+    );
+    let mut figures = serde_json::json!({
+        "patch_minus_floor_ms": patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3,
+        "restart_over_loop_same_edit": median(&restart_times).as_secs_f64() / median(&shared_loop).as_secs_f64(),
+        "loop_over_patch": median(&restart_loop).as_secs_f64() / patch.as_secs_f64(),
+    });
     if let Some((before, after)) = memory {
-        println!(
-            "memory: RSS {before} KiB → {after} KiB over {memory_patches} patches = {:.1} KiB per patch (target: < 1024)",
-            (after as f64 - before as f64) / memory_patches as f64
-        );
+        let per_patch = (after as f64 - before as f64) / memory_patches as f64;
+        println!("memory: RSS {before} KiB → {after} KiB over {memory_patches} patches = {per_patch:.1} KiB per patch (target: ≤ 256)");
+        figures["memory"] = serde_json::json!({ "patches": memory_patches, "rss_before_kib": before, "rss_after_kib": after, "kib_per_patch": per_patch });
     }
     // cargo hot's own account of each measured patch: what the pipeline itself costs, and
     // so what is left for the watcher, the debounce, the IPC round trip and the request.
@@ -149,15 +168,65 @@ fn main() {
             "outside the pipeline (watch, debounce, request): {:.0} ms",
             patch.as_secs_f64() * 1e3 - median(&stages[0].1).as_secs_f64() * 1e3
         );
+        for (name, times) in &stages {
+            figures["pipeline_median_ms"][*name] = serde_json::json!(median(times).as_secs_f64() * 1e3);
+        }
     }
+    write_results(figures);
+}
+
+/// Every measured row and figure of the run, written as JSON at the end (see [`write_results`]).
+static RESULTS: std::sync::Mutex<Vec<serde_json::Value>> = std::sync::Mutex::new(Vec::new());
+
+fn record(value: serde_json::Value) {
+    RESULTS.lock().unwrap().push(value);
 }
 
 fn print_rows(fixture: &str, edits: usize, rows: &[(&str, &Vec<Duration>)]) {
     println!("\nedit → first response with the new code · {fixture} · {edits} edits each");
-    println!("{:<46} {:>10} {:>10} {:>10}", "", "median", "p95", "min");
-    for (name, times) in rows {
-        println!("{:<46} {:>10} {:>10} {:>10}", name, ms(median(times)), ms(p95(times)), ms(*times.iter().min().unwrap()));
+    println!("{:<50} {:>10} {:>10} {:>10}", "", "median", "p95", "min");
+    for (name, times) in rows.iter().filter(|(_, times)| !times.is_empty()) {
+        println!("{:<50} {:>10} {:>10} {:>10}", name, ms(median(times)), ms(p95(times)), ms(*times.iter().min().unwrap()));
+        let millis = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        record(serde_json::json!({
+            "fixture": fixture,
+            "row": name,
+            "median_ms": millis(median(times)),
+            "p95_ms": millis(p95(times)),
+            "min_ms": millis(*times.iter().min().unwrap()),
+            "samples_ms": times.iter().map(|t| millis(*t)).collect::<Vec<_>>(),
+        }));
     }
+}
+
+/// Writes the run's rows and figures, with the machine they were measured on, to
+/// `HOT_BENCH_JSON` (default `target/bench/edit_to_response.json`).
+fn write_results(extra: serde_json::Value) {
+    let path = std::env::var_os("HOT_BENCH_JSON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/edit_to_response.json"));
+    let text = |program: &str, args: &[&str]| {
+        Command::new(program).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())))
+        .unwrap_or_default();
+    let results = serde_json::json!({
+        "machine": {
+            "cpu": cpu,
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "os": text("uname", &["-srm"]),
+            "rustc": text("rustc", &["--version"]),
+        },
+        "rows": RESULTS.lock().unwrap().clone(),
+        "figures": extra,
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    println!("\nresults: {}", path.display());
 }
 
 /// Each edit adds a route to the router of test-fixtures/lifecycle-app (served through
@@ -200,30 +269,60 @@ fn reported_ms(line: &str, name: &str) -> Option<f64> {
 }
 
 fn restart_loop_times(fixture: &Fixture, edits: usize, next_label: &mut impl FnMut(usize) -> (String, String)) -> Vec<Duration> {
+    let mut label = |i: usize| {
+        let (old, new) = next_label(200 + i);
+        (HANDLERS, old, new.clone(), "/", new)
+    };
+    plain_loop_times(fixture, edits, &mut label)
+}
+
+/// The plain loop for the edit cargo hot restarts for: the shared crate's banner.
+fn shared_loop_times(fixture: &Fixture, edits: usize) -> Vec<Duration> {
+    let mut banner = fixture.read(SHARED).split('"').find(|s| s.starts_with("shared-")).expect("a shared-... banner").to_string();
+    let mut edit = |i: usize| {
+        let new = format!("shared-loop{i}");
+        let old = std::mem::replace(&mut banner, new.clone());
+        (SHARED, format!("\"{old}\""), format!("\"{new}\""), "/version", new)
+    };
+    plain_loop_times(fixture, edits, &mut edit)
+}
+
+/// `cargo build`, stop the server, start it, until `path` answers with the edit's text;
+/// `edit(i)` gives (file, old text, new text, path, expected).
+fn plain_loop_times(fixture: &Fixture, edits: usize, edit: &mut impl FnMut(usize) -> (&'static str, String, String, &'static str, String)) -> Vec<Duration> {
     let _lock = support::exclusive_build();
+    plain_loop_in(fixture, &support::shared_target_dir(), edits, edit)
+}
+
+fn plain_loop_in(
+    fixture: &Fixture,
+    target: &std::path::Path,
+    edits: usize,
+    edit: &mut impl FnMut(usize) -> (&'static str, String, String, &'static str, String),
+) -> Vec<Duration> {
     let port = support::free_port();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = || {
         let status = Command::new(&cargo)
             .args(["build", "-q", "-p", "server"])
             .current_dir(fixture.root())
-            .env("CARGO_TARGET_DIR", support::shared_target_dir())
+            .env("CARGO_TARGET_DIR", target)
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
             .status()
             .unwrap();
         assert!(status.success());
     };
     let start = || {
-        Command::new(support::shared_target_dir().join("debug").join("server"))
+        Command::new(target.join("debug").join("server"))
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let wait_for = |needle: &str| {
+    let wait_for = |path: &str, needle: &str| {
         let deadline = Instant::now() + WAIT;
         loop {
-            if support::http(port, "GET", "/", "").is_ok_and(|b| b.contains(needle)) {
+            if support::http(port, "GET", path, "").is_ok_and(|b| b.contains(needle)) {
                 return;
             }
             assert!(Instant::now() < deadline, "the server never answered {needle:?}");
@@ -233,17 +332,17 @@ fn restart_loop_times(fixture: &Fixture, edits: usize, next_label: &mut impl FnM
     // Warm-up: the first plain build recompiles the members without cargo hot's wrapper.
     build();
     let mut server = start();
-    wait_for("hello");
+    wait_for("/pid", "");
     let mut times = Vec::new();
     for i in 1..=edits {
-        let (old, new) = next_label(200 + i);
+        let (file, old, new, path, expected) = edit(i);
         let started = Instant::now();
-        fixture.edit(HANDLERS, &old, &new);
+        fixture.edit(file, &old, &new);
         build();
         let _ = server.kill();
         let _ = server.wait();
         server = start();
-        wait_for(&new);
+        wait_for(path, &expected);
         times.push(started.elapsed());
     }
     let _ = server.kill();
@@ -289,4 +388,156 @@ fn p95(times: &[Duration]) -> Duration {
 
 fn ms(duration: Duration) -> String {
     format!("{:.0} ms", duration.as_secs_f64() * 1e3)
+}
+
+/// `--large`: the generated workspace (see `large/generate.rs`) under the target dir, with its
+/// own target dir so that its first build is paid once.
+fn large(edits: usize) {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench");
+    let root = base.join("large-app");
+    let target = base.join("large-target");
+    large_app::write(&root, &support::runtime_dir());
+    let fixture = Fixture::at(root.clone());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let plain_build = || {
+        let started = Instant::now();
+        let status = Command::new(&cargo)
+            .args(["build", "-q", "-p", "server"])
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the generated app must build");
+        started.elapsed()
+    };
+    let executable = target.join("debug").join("server");
+    let size = |path: &std::path::Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+
+    // The first build: every dependency (paid once per target dir).
+    let first_build = plain_build();
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    let registry_crates = lock.matches("source = \"registry+").count();
+    println!("large app: {} · {} crates.io crates · {} routes", root.display(), registry_crates, large_app::ROUTES);
+    println!("first build (plain cargo build, dependencies included): {:.1} s", first_build.as_secs_f64());
+    // The plain host: size, and its crate's rebuild (main.rs compiled and linked).
+    let touch = |file: &str| std::fs::File::options().write(true).open(root.join(file)).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+    touch("crates/server/src/main.rs");
+    let plain_host_rebuild = plain_build();
+    let plain_size = size(&executable);
+
+    let port = support::free_port();
+    let target_env = target.display().to_string();
+    let run = HotRun::start_with(&fixture, &[], &[("CARGO_TARGET_DIR", target_env.as_str())], port);
+    let hot_size = size(&executable);
+    let link_record = newest(&target.join("hot").join("server").join("capture"), "link-server-");
+    let hot_link_ms = link_record
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|record| record["duration_ms"].as_u64());
+
+    // The gate's reading of the host: what a build costs before the first patch can be checked.
+    let mut gate_reads = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let image = cargo_hot::abi::HostImage::read(&executable, &["api".to_string()]).unwrap();
+        gate_reads.push(started.elapsed());
+        assert!(image.exports_of("api").count() > 0);
+    }
+
+    // Patches: a handler's label.
+    let mut label = String::from("route 7 v1");
+    let mut patch_times = Vec::new();
+    for i in 0..=edits {
+        let new = format!("route 7 v{}", i + 2);
+        let patched_before = run.log().matches("patched `api`").count();
+        let started = Instant::now();
+        fixture.edit(large_app::API, &format!("\"{label}\""), &format!("\"{new}\""));
+        run.wait_for_log_count("patched `api`", patched_before + 1, WAIT);
+        run.wait_for_response_fast("/r7/1", WAIT, |b| b.contains(&new));
+        if i > 0 {
+            patch_times.push(started.elapsed()); // the first edit is the warm-up, as elsewhere
+        }
+        label = new;
+    }
+    // Restarts: the shared model's banner.
+    let mut banner = String::from("model-v1");
+    let mut restart_times = Vec::new();
+    let mut restart_builds = Vec::new();
+    for i in 1..=edits {
+        let new = format!("model-r{i}");
+        let mark = run.log().len();
+        let started = Instant::now();
+        fixture.edit(large_app::MODEL, &format!("\"{banner}\""), &format!("\"{new}\""));
+        run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
+        restart_times.push(started.elapsed());
+        let log = run.wait_for_log("restarted (", mark, WAIT);
+        if let Some(build) = log[mark..].lines().find(|l| l.contains("restarted (")).and_then(|l| reported_ms(l, "build")) {
+            restart_builds.push(Duration::from_secs_f64(build));
+        }
+        banner = new;
+    }
+    let ready_lines: Vec<String> = run.log().lines().filter(|l| l.contains("start to first accept")).map(String::from).collect();
+    let start_to_accept: Vec<Duration> =
+        ready_lines.iter().skip(1).filter_map(|l| reported_ms(l, "start to first accept")).map(Duration::from_secs_f64).collect();
+    run.interrupt();
+
+    // The plain loop for the same two edits.
+    let loop_for = |file: &'static str, path: &'static str, old: String, prefix: &'static str| {
+        let mut current = old;
+        let mut edit = |i: usize| {
+            let new = format!("{prefix}{i}");
+            let old = std::mem::replace(&mut current, new.clone());
+            (file, format!("\"{old}\""), format!("\"{new}\""), path, new)
+        };
+        plain_loop_in(&fixture, &target, edits, &mut edit)
+    };
+    let api_loop = loop_for(large_app::API, "/r7/1", label, "route 7 loop ");
+    let model_loop = loop_for(large_app::MODEL, "/", banner, "model-loop");
+
+    print_rows(
+        "large generated app",
+        edits,
+        &[
+            ("cargo hot: patch (boundary handler edit)", &patch_times),
+            ("cargo build + restart loop (same edit)", &api_loop),
+            ("cargo hot: restart (shared model edit)", &restart_times),
+            ("  of which the build", &restart_builds),
+            ("  of which start to first accept", &start_to_accept),
+            ("cargo build + restart loop (same edit)", &model_loop),
+            ("gate: reading the host (symbols, statics)", &gate_reads),
+        ],
+    );
+    let ratio = |a: &[Duration], b: &[Duration]| median(a).as_secs_f64() / median(b).as_secs_f64();
+    println!();
+    println!("loop / patch:                  {:.1}×  faster (target: at least 10×)", ratio(&api_loop, &patch_times));
+    println!("cargo hot restart / loop:      {:.2}×  (the same model edit; target: at most 1.00×)", ratio(&restart_times, &model_loop));
+    println!("host size: {:.1} MB with cargo hot (whole-archive, exported symbols), {:.1} MB plain", hot_size as f64 / 1e6, plain_size as f64 / 1e6);
+    println!(
+        "host link: {} with whole-archive; the host crate's plain rebuild (main.rs + link): {}",
+        hot_link_ms.map(|ms| format!("{ms} ms")).unwrap_or_else(|| "?".into()),
+        ms(plain_host_rebuild)
+    );
+    write_results(serde_json::json!({
+        "large": {
+            "registry_crates": registry_crates,
+            "routes": large_app::ROUTES,
+            "first_build_s": first_build.as_secs_f64(),
+            "host_bytes_hot": hot_size,
+            "host_bytes_plain": plain_size,
+            "hot_link_ms": hot_link_ms,
+            "plain_host_crate_rebuild_ms": plain_host_rebuild.as_secs_f64() * 1e3,
+            "loop_over_patch": ratio(&api_loop, &patch_times),
+            "restart_over_loop_same_edit": ratio(&restart_times, &model_loop),
+        }
+    }));
+}
+
+fn newest(dir: &std::path::Path, prefix: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
 }

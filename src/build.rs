@@ -413,7 +413,7 @@ fn plain_build(artifacts: Artifacts, started: Instant) -> HostBuild {
         executable: artifacts.executable,
         boundaries: Vec::new(),
         local_units,
-        link: LinkRecord { driver: String::new(), args: Vec::new(), output: None },
+        link: LinkRecord { driver: String::new(), args: Vec::new(), output: None, duration_ms: 0 },
         duration: started.elapsed(),
         build_script_env: artifacts.build_script_env,
         build_script_library_dirs: artifacts.build_script_library_dirs,
@@ -537,12 +537,20 @@ fn unit_key(rlib: &Path) -> Option<&str> {
 }
 
 /// The record of the link that produced `executable`, if cargo hot's linker made it.
+/// The record of the link that produced `executable`. Records of other profiles, features
+/// and workspace copies pile up in the capture directory (each is tens of kilobytes of
+/// arguments): they are read newest first, and the one just written is the first.
 fn find_link_record(capture: &Path, executable: &Path) -> Option<LinkRecord> {
-    let entries = std::fs::read_dir(capture).ok()?;
-    entries
+    let mut records: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(capture)
+        .ok()?
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(crate::linker::LINK_RECORD_PREFIX))
-        .filter_map(|e| serde_json::from_str::<LinkRecord>(&std::fs::read_to_string(e.path()).ok()?).ok())
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    records.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    records
+        .into_iter()
+        .filter_map(|(_, path)| serde_json::from_str::<LinkRecord>(&std::fs::read_to_string(path).ok()?).ok())
         .find(|record| record.output.as_deref().is_some_and(|out| same_file(out, executable)))
 }
 

@@ -4,7 +4,7 @@
 //! and one record per boundary.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -41,6 +41,10 @@ pub struct BoundaryState {
     /// Its last patch did not compile (the diagnostics' text): a change that could fix it
     /// retries it.
     pub compile_failed: Option<String>,
+    /// Where its patches are compiled (cargo hot's own output and incremental directories).
+    pub dirs: crate::patch::CompileDirs,
+    /// The compile that warms the patch's incremental cache after the build, if running.
+    pub warmup: Option<crate::patch::Warmup>,
 }
 
 /// The sources of every local package when a build started: compared afterwards, they say
@@ -80,9 +84,24 @@ impl HostState {
             }
             warn_if_unpatchable(&unit, plan, events);
             let loaded = definitions.map(|d| LoadedDefinitions::new(d).with_static_imports(v0_mangling));
-            boundaries.push(BoundaryState { unit, loaded, compile_failed: None });
+            let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
+            boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None });
         }
         Ok(HostState { build, tree, patching, boundaries })
+    }
+
+    /// Starts the warm-up compile of every boundary that can be patched (see
+    /// [`crate::patch::Warmup`]).
+    pub fn warm_up(&mut self, tool: &Path, events: &Events) {
+        if self.patching.is_none() {
+            return;
+        }
+        for state in self.boundaries.iter_mut().filter(|b| b.loaded.is_some() && b.unit.invocation.debug_assertions()) {
+            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs) {
+                Ok(warmup) => state.warmup = Some(warmup),
+                Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
+            }
+        }
     }
 
     /// A boundary's record and its files.

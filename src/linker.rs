@@ -35,6 +35,9 @@ pub struct LinkRecord {
     pub driver: String,
     pub args: Vec<String>,
     pub output: Option<PathBuf>,
+    /// How long the host's link took (the benchmark reports it).
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 impl LinkRecord {
@@ -156,7 +159,9 @@ fn link() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let args = host_link_args(&args);
+    let started = std::time::Instant::now();
     let status = run_with_response_file(&driver, &args)?;
+    let duration_ms = started.elapsed().as_millis() as u64;
     if let (true, Some(dir)) = (status.success(), std::env::var_os(SAVE_OBJECTS_ENV)) {
         if let Err(err) = keep_objects(&own_objects, Path::new(&dir)) {
             eprintln!("cargo-hot (linker): cannot keep the host's objects: {err:#}");
@@ -164,7 +169,7 @@ fn link() -> Result<ExitCode> {
     }
     // Recorded only once the binary exists: the record also says "this binary is patchable".
     if let (true, Some(record_path)) = (status.success(), std::env::var_os(LINK_RECORD_ENV)) {
-        let record = LinkRecord { driver: driver.clone(), args: args.clone(), output };
+        let record = LinkRecord { driver: driver.clone(), args: args.clone(), output, duration_ms };
         std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)
             .with_context(|| format!("cannot write {}", PathBuf::from(&record_path).display()))?;
     }
@@ -334,6 +339,7 @@ mod tests {
             driver: "cc".into(),
             args: strings(&["-m64", "x.o", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other", "-lc", "-o", "out"]),
             output: None,
+            duration_ms: 0,
         };
         assert_eq!(record.driver_flags(), strings(&["-m64", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other"]));
     }

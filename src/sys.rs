@@ -8,13 +8,27 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
+/// Runs `command` at a lower scheduling priority (nice 10): background work that must not
+/// slow the program or the developer's next build.
+pub fn at_low_priority(command: &mut Command) {
+    // SAFETY: between fork and exec only `nice`, which is async-signal-safe; its result does
+    // not matter (the command at normal priority is still correct).
+    unsafe {
+        command.pre_exec(|| {
+            libc::nice(10);
+            Ok(())
+        });
+    }
+}
+
 /// Maps a build artifact (rlib, executable, patch, system library) read-only.
 pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     // SAFETY: the mapping is read-only and the files mapped here are not modified in place
     // while cargo hot reads them: rustc and the linkers replace outputs with new files, and
-    // a boundary's rlib is only rewritten by the next rustc run, which starts after the
-    // current patch has been linked and checked (the session is sequential).
+    // a patch's rlib (in cargo hot's own directory, never cargo's) is only rewritten by the
+    // next patch compile or warm-up, which starts after the current patch has been linked and
+    // checked (the session is sequential, and a patch waits for the warm-up to end).
     unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))
 }
 

@@ -235,7 +235,7 @@ fn patches_are_linked_by_rust_lld_whatever_links_the_host_or_binding_is_refused(
     let homes = homes(&statics, &["COUNTER", "SHARED", "CALLS"]);
 
     // A host linked by plain `cc` (GNU ld): patches still go through the toolchain's rust-lld.
-    let host_record = LinkRecord { driver: "cc".into(), args: vec!["-m64".into()], output: None };
+    let host_record = LinkRecord { driver: "cc".into(), args: vec!["-m64".into()], output: None, duration_ms: 0 };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let linker = PatchLinker::find(&host_record, std::path::Path::new(&rustc));
     assert!(matches!(&linker, PatchLinker::Lld(lld) if lld.ends_with("rust-lld")), "{linker:?}");

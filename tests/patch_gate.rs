@@ -29,14 +29,14 @@ impl Bench<'_> {
     /// Applies `edit` to the original handlers source, builds the patch, runs the gate.
     fn judge(&mut self, original: &str, edit: impl Fn(&str) -> String) -> Result<abi::Approved, abi::Rejection> {
         std::fs::write(self.fixture.path(HANDLERS), edit(original)).unwrap();
-        let binary_objects = self.work.path().join("binary-objects");
-        let compiled = patch::compile(&self.unit, Path::new(support::CARGO_HOT), &binary_objects).unwrap();
+        let dirs = patch::CompileDirs::of(&self.unit, self.work.path());
+        let compiled = patch::compile(&self.unit, Path::new(support::CARGO_HOT), &dirs).unwrap();
         assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.rendered());
         self.count += 1;
         let output = self.work.path().join(format!("patch-{}.so", self.count));
         // The axum fixture's boundary has no statics: nothing to bind.
         let homes = patch::bind::Homes::default();
-        let objects = patch::ObjectSource::of(&self.unit, &binary_objects).read().unwrap();
+        let objects = dirs.objects(&self.unit).read().unwrap();
         patch::link(objects, &self.linker, &self.work.path().join("objects"), &output, &homes).unwrap().unwrap();
         abi::check_file(&self.image, "handlers", &output).unwrap()
     }

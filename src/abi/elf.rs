@@ -50,6 +50,22 @@ pub struct StaticSymbol {
 pub fn read_statics(path: &Path, crate_names: &[String], anchor: &str) -> Result<(Vec<StaticSymbol>, Option<u64>)> {
     let data = crate::sys::map_file(path)?;
     let file = object::File::parse(&*data).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(statics_of(&file, crate_names, anchor))
+}
+
+/// What the gate and the binding of statics need from the host executable, read from one
+/// mapping of the file (a large host is hundreds of megabytes; only its symbol tables and
+/// dynamic section are touched): its dynamic symbols and needed libraries, and the statics
+/// of `crate_names` with the anchor's value.
+pub fn read_host(path: &Path, crate_names: &[String], anchor: &str) -> Result<(ElfSymbols, Vec<StaticSymbol>, Option<u64>)> {
+    let data = crate::sys::map_file(path)?;
+    let symbols = parse(&data).with_context(|| format!("cannot read the ELF symbols of {}", path.display()))?;
+    let file = object::File::parse(&*data).with_context(|| format!("cannot read {}", path.display()))?;
+    let (statics, anchor) = statics_of(&file, crate_names, anchor);
+    Ok((symbols, statics, anchor))
+}
+
+fn statics_of<'data>(file: &object::File<'data>, crate_names: &[String], anchor: &str) -> (Vec<StaticSymbol>, Option<u64>) {
     let prefixes: Vec<String> = crate_names.iter().map(|c| format!("{c}::")).collect();
     let mut statics = Vec::new();
     let mut anchor_value = None;
@@ -72,7 +88,7 @@ pub fn read_statics(path: &Path, crate_names: &[String], anchor: &str) -> Result
             statics.push(StaticSymbol { name: name.to_string(), path, value: symbol.address(), size: symbol.size(), thread_local });
         }
     }
-    Ok((statics, anchor_value))
+    (statics, anchor_value)
 }
 
 /// Whether a section of this name holds statics whose values can change at run time:

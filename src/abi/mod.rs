@@ -41,8 +41,7 @@ impl HostImage {
     /// Reads what the gate and the binding of statics need from the host executable;
     /// `boundary_crates` are the crate names whose statics patches bind.
     pub fn read(executable: &Path, boundary_crates: &[String]) -> Result<Self> {
-        let symbols = elf::read(executable)?;
-        let (statics, anchor) = elf::read_statics(executable, boundary_crates, hot::protocol::ANCHOR_SYMBOL)?;
+        let (symbols, statics, anchor) = elf::read_host(executable, boundary_crates, hot::protocol::ANCHOR_SYMBOL)?;
         let mut library_symbols = HashSet::new();
         let mut missing_libraries = Vec::new();
         for (name, path) in elf::needed_libraries(executable, &symbols) {

@@ -35,14 +35,6 @@ pub enum ObjectSource {
 }
 
 impl ObjectSource {
-    /// Where the patch of `unit` will find its objects; `binary_dir` is where a binary's go.
-    pub fn of(unit: &BoundaryUnit, binary_dir: &Path) -> Self {
-        match &unit.objects {
-            UnitObjects::Rlib(rlib) => ObjectSource::Rlib(rlib.clone()),
-            UnitObjects::Binary { .. } => ObjectSource::Dir(binary_dir.to_path_buf()),
-        }
-    }
-
     /// Every object file, in a stable order.
     pub fn read(&self) -> Result<Vec<ObjectFile>> {
         let mut objects = Vec::new();
@@ -109,35 +101,192 @@ impl Compiled {
     }
 }
 
-/// Replays the recorded rustc command of `unit`. Diagnostics are collected, not printed.
-///
-/// A library's command writes its rlib. The binary's would link the whole executable: it is
-/// replayed with `tool` (cargo-hot) as the linker in patch mode, which puts the crate's own
-/// object files in `binary_dir` and links nothing. Either way rustc runs cargo's exact
-/// command otherwise, so its incremental cache (which cargo's builds share) stays valid.
-pub fn compile(unit: &BoundaryUnit, tool: &Path, binary_dir: &Path) -> Result<Compiled> {
-    let started = Instant::now();
-    let mut command = unit.invocation.command();
-    if let UnitObjects::Binary { .. } = unit.objects {
-        let (args, _) = linker::take_linker_option(unit.invocation.args.clone());
-        command = std::process::Command::new(&unit.invocation.rustc);
-        command.args(args).arg("-C").arg(format!("linker={}", tool.display()));
-        command.current_dir(&unit.invocation.cwd).env_clear().envs(&unit.invocation.env);
-        command.env(linker::REAL_LINKER_ENV, "cc").env(linker::PATCH_OBJECTS_ENV, binary_dir);
-        let _ = std::fs::remove_dir_all(binary_dir);
+/// Where a boundary's patches are compiled: cargo hot's own output and incremental
+/// directories for that unit, kept across sessions. cargo's files are never written (its next
+/// build finds its own rlib and cache as it left them), and the patch's incremental cache
+/// matches the patch's flags, so rustc reuses it from the second compile on (see
+/// [`Warmup`]).
+#[derive(Debug, Clone)]
+pub struct CompileDirs {
+    pub out: PathBuf,
+    pub incremental: PathBuf,
+    /// Where a patch of the binary leaves its object files (see `linker`).
+    pub binary_objects: PathBuf,
+}
+
+impl CompileDirs {
+    pub fn of(unit: &BoundaryUnit, session_dir: &Path) -> Self {
+        let key = unit.invocation.unit_key().unwrap_or_else(|| unit.boundary.crate_name.clone());
+        let base = session_dir.join("patch-build").join(key);
+        CompileDirs { out: base.join("out"), incremental: base.join("incremental"), binary_objects: base.join("binary-objects") }
     }
-    // Its own process group, registered for stopping: Ctrl-C stops it at once (see `signals`).
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+
+    /// The file rustc writes at `cargo_path` in cargo's directory, in the patch's.
+    fn output(&self, cargo_path: &Path) -> PathBuf {
+        self.out.join(cargo_path.file_name().unwrap_or_default())
+    }
+
+    /// The dep-info of the last compile: the crate's files as rustc read them.
+    pub fn dep_info(&self, unit: &BoundaryUnit) -> PathBuf {
+        self.output(&unit.dep_info)
+    }
+
+    /// Where the compiled patch's object files are.
+    pub fn objects(&self, unit: &BoundaryUnit) -> ObjectSource {
+        match &unit.objects {
+            UnitObjects::Rlib(rlib) => ObjectSource::Rlib(self.output(rlib)),
+            UnitObjects::Binary { .. } => ObjectSource::Dir(self.binary_objects.clone()),
+        }
+    }
+}
+
+/// cargo's rustc arguments for the patch: its own output and incremental directories, and
+/// line tables as the only debug information (backtraces keep files and lines; full debug
+/// info made each patch compile 2.2× slower on the example, see the README's performance
+/// notes). Everything that decides symbol names and code (`-C metadata`, features, cfgs,
+/// opt-level) is cargo's.
+///
+/// A patch of the binary keeps cargo's debug info: whether an edit only changes start-up code
+/// is decided by comparing its objects with those the program was linked from (see
+/// [`reach`]), which must come from the same flags.
+pub fn patch_args(args: &[String], dirs: &CompileDirs, line_tables: bool) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out-dir" => {
+                args.next();
+                out.extend(["--out-dir".to_string(), dirs.out.display().to_string()]);
+            }
+            a if a.starts_with("--out-dir=") => out.push(format!("--out-dir={}", dirs.out.display())),
+            "-C" | "--codegen" => {
+                let Some(option) = args.next() else {
+                    out.push(arg.clone());
+                    break;
+                };
+                out.extend([arg.clone(), patch_codegen_option(option, dirs, line_tables)]);
+            }
+            a if a.starts_with("-C") && a.len() > 2 => out.push(format!("-C{}", patch_codegen_option(&a[2..], dirs, line_tables))),
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+fn patch_codegen_option(option: &str, dirs: &CompileDirs, line_tables: bool) -> String {
+    match option.split_once('=') {
+        Some(("incremental", _)) => format!("incremental={}", dirs.incremental.display()),
+        Some(("debuginfo", "2" | "full" | "1" | "limited" | "true")) if line_tables => "debuginfo=line-tables-only".to_string(),
+        _ => option.to_string(),
+    }
+}
+
+/// The rustc command of a patch of `unit` (see [`patch_args`]). A library's command writes
+/// its rlib. The binary's would link the whole executable: it runs with `tool` (cargo-hot) as
+/// the linker in patch mode, which puts the crate's own object files in
+/// `dirs.binary_objects` and links nothing.
+fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<std::process::Command> {
+    std::fs::create_dir_all(&dirs.out).with_context(|| format!("cannot create {}", dirs.out.display()))?;
+    let binary = matches!(unit.objects, UnitObjects::Binary { .. });
+    let mut args = patch_args(&unit.invocation.args, dirs, !binary);
+    let mut command = std::process::Command::new(&unit.invocation.rustc);
+    command.current_dir(&unit.invocation.cwd).env_clear().envs(&unit.invocation.env);
+    if let UnitObjects::Binary { .. } = unit.objects {
+        args = linker::take_linker_option(args).0;
+        command.arg("-C").arg(format!("linker={}", tool.display()));
+        command.env(linker::REAL_LINKER_ENV, "cc").env(linker::PATCH_OBJECTS_ENV, &dirs.binary_objects);
+        let _ = std::fs::remove_dir_all(&dirs.binary_objects);
+    }
+    command.args(args);
+    // Its own process group: Ctrl-C stops it at once (see `signals`), and so does a kill.
+    command.stdin(Stdio::null()).process_group(0);
+    Ok(command)
+}
+
+/// Compiles a patch of `unit`. Diagnostics are collected, not printed.
+pub fn compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiled> {
+    Ok(start_compile(unit, tool, dirs)?.finish())
+}
+
+/// A patch compile in progress: the caller can check the edit's types meanwhile and abandon
+/// it ([`Compiling::abandon`]) when a restart is due anyway.
+pub struct Compiling {
+    child: std::process::Child,
+    started: Instant,
+    crate_name: Option<String>,
+    cwd: PathBuf,
+    _registered: crate::signals::Registered,
+}
+
+pub fn start_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiling> {
+    let started = Instant::now();
+    let mut command = command(unit, tool, dirs)?;
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let registered = crate::signals::register_build(child.id());
-    let output = child.wait_with_output().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-    drop(registered);
-    let crate_name = unit.invocation.crate_name().map(str::to_string);
-    let diagnostics = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter_map(|line| rustc_diagnostic(line, &unit.invocation.cwd, crate_name.as_deref()))
-        .collect();
-    Ok(Compiled { duration: started.elapsed(), diagnostics, success: output.status.success() })
+    Ok(Compiling {
+        child,
+        started,
+        crate_name: unit.invocation.crate_name().map(str::to_string),
+        cwd: unit.invocation.cwd.clone(),
+        _registered: registered,
+    })
+}
+
+impl Compiling {
+    /// Waits for rustc and collects its diagnostics.
+    pub fn finish(self) -> Compiled {
+        let Compiling { child, started, crate_name, cwd, _registered } = self;
+        let output = match child.wait_with_output() {
+            Ok(output) => output,
+            Err(err) => {
+                let message = format!("cannot wait for rustc: {err}");
+                let diagnostic = Diagnostic { level: "error".into(), rendered: format!("{message}\n"), message, crate_name, file: None, line: None, column: None };
+                return Compiled { duration: started.elapsed(), diagnostics: vec![diagnostic], success: false };
+            }
+        };
+        let diagnostics =
+            String::from_utf8_lossy(&output.stderr).lines().filter_map(|line| rustc_diagnostic(line, &cwd, crate_name.as_deref())).collect();
+        Compiled { duration: started.elapsed(), diagnostics, success: output.status.success() }
+    }
+
+    /// Stops rustc: its work is not needed.
+    pub fn abandon(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A compile of the unchanged boundary right after a full build, at low priority, so that
+/// the patch's own incremental cache is ready when the first edit comes: without it the first
+/// patch of a session pays a whole compile of the crate (on the example 560-670 ms against
+/// 150 ms). A patch waits for it to end; dropping it kills it.
+pub struct Warmup(Option<std::process::Child>);
+
+impl Warmup {
+    pub fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Warmup> {
+        let mut command = command(unit, tool, dirs)?;
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        crate::sys::at_low_priority(&mut command);
+        let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
+        Ok(Warmup(Some(child)))
+    }
+
+    /// Waits until the warm-up has ended (at once if it has).
+    pub fn wait(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Warmup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// rustc runs with `--error-format=json` under cargo: each diagnostic becomes one (with its
@@ -283,6 +432,23 @@ fn write_objects(objects: Vec<ObjectFile>, dir: &Path, homes: &Homes, can_bind: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_patch_compiles_into_its_own_directories_with_line_tables() {
+        let dirs = CompileDirs { out: "/s/out".into(), incremental: "/s/inc".into(), binary_objects: "/s/bin".into() };
+        let args: Vec<String> = ["--crate-name", "web", "--emit=dep-info,metadata,link", "-C", "debuginfo=2", "-C", "metadata=7f88", "--out-dir", "/t/debug/deps", "-C", "incremental=/t/debug/incremental", "-Copt-level=0"]
+            .map(String::from)
+            .to_vec();
+        let patched = patch_args(&args, &dirs, true).join(" ");
+        assert_eq!(
+            patched,
+            "--crate-name web --emit=dep-info,metadata,link -C debuginfo=line-tables-only -C metadata=7f88 --out-dir /s/out -C incremental=/s/inc -Copt-level=0"
+        );
+        let none = patch_args(&["-C".to_string(), "debuginfo=0".to_string(), "--out-dir=/t".to_string()], &dirs, true).join(" ");
+        assert_eq!(none, "-C debuginfo=0 --out-dir=/s/out", "less debug info than line tables stays as cargo asked");
+        let binary = patch_args(&args, &dirs, false).join(" ");
+        assert!(binary.contains("-C debuginfo=2") && binary.contains("--out-dir /s/out"), "{binary}");
+    }
 
     #[test]
     fn diagnostics_keep_their_rendering_and_location_and_artifact_notices_are_skipped() {

@@ -68,23 +68,32 @@ impl Attempt<'_> {
             // rustc would package the debug info of an executable the patch never links.
             return refuse(Refusal::PackedDebugInfo);
         }
-        // The boundary's type definitions are read while rustc compiles the same files.
+        let boundary = unit.boundary.package.clone();
+        let dirs = self.host.boundaries[index].dirs.clone();
+        // The warm-up compile fills the patch's incremental cache: the patch builds on it.
+        if let Some(warmup) = self.host.boundaries[index].warmup.take() {
+            warmup.wait();
+        }
+        // The boundary's type definitions are read while rustc compiles the same files; a
+        // changed definition the program has loaded restarts at once, abandoning the compile.
         let files = self.host.tree.boundary_files(index);
-        let binary_objects = self.patch_dir.join("binary-objects");
-        self.events.emit(Event::Command { command: format!("{} (the boundary's command, replayed)", unit.invocation.rustc.display()) });
-        let (compiled, parsed) = std::thread::scope(|scope| {
-            let types = scope.spawn(|| TypeDefinitions::of_files(&files));
-            let compiled = patch::compile(&unit, self.tool, &binary_objects);
-            (compiled, types.join().expect("parsing type definitions does not panic"))
-        });
-        let compiled = compiled?;
+        self.events.emit(Event::Command { command: format!("{} (the boundary's command, for a patch)", unit.invocation.rustc.display()) });
+        let compiling = patch::start_compile(&unit, self.tool, &dirs)?;
+        let parsed = TypeDefinitions::of_files(&files);
+        if let (Ok((definitions, _)), Some(loaded)) = (&parsed, &self.host.boundaries[index].loaded) {
+            if let Some(what) = loaded.first_difference(definitions) {
+                compiling.abandon();
+                return refuse(Refusal::TypeChanged { what, boundary });
+            }
+        }
+        let compiled = compiling.finish();
         for diagnostic in &compiled.diagnostics {
             self.events.emit(Event::Diagnostic(Box::new(diagnostic.clone())));
         }
         if !compiled.success {
             return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
         }
-        let new_files = crate::depinfo::read(&unit.dep_info, &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
+        let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
         let parsed = if sorted(&new_files) == sorted(&files) {
             parsed
         } else {
@@ -105,7 +114,6 @@ impl Attempt<'_> {
         self.host.tree.declined.extend(current.declining_files().iter().cloned());
 
         // No type definition that the running program has loaded may change.
-        let boundary = unit.boundary.package.clone();
         match &self.host.boundaries[index].loaded {
             Some(loaded) => {
                 if let Some(what) = loaded.first_difference(&current) {
@@ -124,7 +132,7 @@ impl Attempt<'_> {
         }
         let (_, homes) = self.homes.as_mut().expect("found above");
         homes.declare(current.declared_statics().clone());
-        let objects = patch::ObjectSource::of(&unit, &binary_objects).read()?;
+        let objects = dirs.objects(&unit).read()?;
         // A patch of the binary brings in only what the exports reach: an edit to code that
         // ran once at start-up (`main`) takes effect by a restart.
         let mut also_run_at_start_up = Vec::new();

@@ -431,6 +431,10 @@ impl Session {
     fn rebuild_and_restart(&mut self, cause: RestartCause) -> Result<()> {
         let tool = self.tool.clone();
         crate::tool::keep_alive(&tool);
+        // A warm-up for the build being replaced would only slow this one down.
+        if let Some(host) = self.host.as_mut() {
+            host.boundaries.iter_mut().for_each(|b| b.warmup = None);
+        }
         // What the boundaries' sources were when cargo started: if they differ afterwards,
         // the built program may hold other type definitions than the files now say.
         let before = SourcesBefore::take(&self.plan, &self.excluded);
@@ -476,6 +480,10 @@ impl Session {
         self.homes = None;
         let (trigger, trigger_at) = self.trigger;
         self.supervisor.start(StartRequest { launch, build_ms, trigger, trigger_at, cause })?;
+        if self.restart_only.is_none() {
+            let host = self.host.as_mut().expect("set above");
+            host.warm_up(&self.tool, &self.events);
+        }
         Ok(())
     }
 

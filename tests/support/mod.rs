@@ -33,9 +33,11 @@ pub fn runtime_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime")
 }
 
-/// A private copy of a fixture workspace.
+/// A private copy of a fixture workspace (or, for the benchmark's generated app, a
+/// workspace kept in place).
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    root: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Fixture {
@@ -43,7 +45,7 @@ impl Fixture {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-fixtures").join(name);
         let dir = tempfile::Builder::new().prefix(&format!("hot-{name}-")).tempdir().unwrap();
         copy_tree(&source, dir.path());
-        let fixture = Fixture { dir };
+        let fixture = Fixture { root: dir.path().to_path_buf(), _dir: Some(dir) };
         // The fixture names the runtime by a path relative to this repository.
         for manifest in fixture.manifests() {
             let text = std::fs::read_to_string(&manifest).unwrap();
@@ -54,8 +56,14 @@ impl Fixture {
         fixture
     }
 
+    /// A workspace that stays where it is (not removed when dropped).
+    #[allow(dead_code)]
+    pub fn at(root: PathBuf) -> Fixture {
+        Fixture { root, _dir: None }
+    }
+
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
