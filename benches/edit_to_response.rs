@@ -252,6 +252,24 @@ fn route_times(edits: usize) -> Vec<Duration> {
         }
     }
     assert_eq!(run.pid(), pid, "every added route was a patch");
+    // With HOT_BENCH_PATCHES=N: N more patches (each rebuilds the router and restarts the job
+    // scope), and the program's memory growth per patch.
+    let patches: usize = std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if patches > 0 {
+        let before = rss_kib(pid);
+        let mut label = String::from("index v1");
+        for i in 0..patches {
+            let new = format!("index m{i}");
+            fixture.edit(WEB, &format!("\"{label} "), &format!("\"{new} "));
+            run.wait_for_response_fast("/", WAIT, |b| b.starts_with(&format!("{new} ")));
+            label = new;
+        }
+        assert_eq!(run.pid(), pid);
+        let after = rss_kib(pid);
+        let per_patch = (after as f64 - before as f64) / patches as f64;
+        println!("lifecycle-app memory: RSS {before} KiB → {after} KiB over {patches} patches = {per_patch:.1} KiB per patch (target: ≤ 256)");
+        record(serde_json::json!({ "fixture": "test-fixtures/lifecycle-app", "memory": { "patches": patches, "rss_before_kib": before, "rss_after_kib": after, "kib_per_patch": per_patch } }));
+    }
     run.interrupt();
     times
 }
@@ -419,7 +437,11 @@ fn large(edits: usize) {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
     let registry_crates = lock.matches("source = \"registry+").count();
     println!("large app: {} · {} crates.io crates · {} routes", root.display(), registry_crates, large_app::ROUTES);
-    println!("first build (plain cargo build, dependencies included): {:.1} s", first_build.as_secs_f64());
+    println!(
+        "plain cargo build before the session: {:.1} s (all dependencies on the first run; remove {} for a cold build)",
+        first_build.as_secs_f64(),
+        target.display()
+    );
     // The plain host: size, and its crate's rebuild (main.rs compiled and linked).
     let touch = |file: &str| std::fs::File::options().write(true).open(root.join(file)).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
     touch("crates/server/src/main.rs");
@@ -522,7 +544,7 @@ fn large(edits: usize) {
         "large": {
             "registry_crates": registry_crates,
             "routes": large_app::ROUTES,
-            "first_build_s": first_build.as_secs_f64(),
+            "build_before_session_s": first_build.as_secs_f64(),
             "host_bytes_hot": hot_size,
             "host_bytes_plain": plain_size,
             "hot_link_ms": hot_link_ms,
