@@ -386,7 +386,18 @@ pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, out
             (driver.clone(), args)
         }
     };
+    // Only the entries and their layout records are looked up in a patch (by the runtime's
+    // dlsym and the gate); every other definition stays local. A patch is never unloaded, and
+    // exporting its ~1,400 Rust symbols made its dynamic symbol table most of its read-only
+    // memory.
+    let version_script = work_dir.join("exports.ver");
+    std::fs::write(&version_script, format!("{{ global: {}*; {}*; local: *; }};\n", crate::abi::elf::ENTRY_PREFIX, crate::abi::elf::LAYOUT_PREFIX))
+        .with_context(|| format!("cannot write {}", version_script.display()))?;
     let mut args = args;
+    args.push(match linker {
+        PatchLinker::Lld(_) => format!("--version-script={}", version_script.display()),
+        PatchLinker::Driver { .. } => format!("-Wl,--version-script={}", version_script.display()),
+    });
     args.extend(objects.iter().map(|o| o.display().to_string()));
     let status = linker::run_with_response_file(&program, &args)?;
     if !status.success() {
