@@ -47,7 +47,7 @@ fn main() {
         large(edits);
         return;
     }
-    let memory_patches: usize = std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let memory_patches = memory_patches();
     let fixture = Fixture::copy("axum-app");
     eprintln!("fixture: {} · target dir: {}", fixture.root().display(), support::shared_target_dir().display());
 
@@ -150,9 +150,7 @@ fn main() {
         "loop_over_patch": median(&restart_loop).as_secs_f64() / patch.as_secs_f64(),
     });
     if let Some((before, after)) = memory {
-        let per_patch = (after as f64 - before as f64) / memory_patches as f64;
-        println!("memory: RSS {before} KiB → {after} KiB over {memory_patches} patches = {per_patch:.1} KiB per patch (target: ≤ 256)");
-        figures["memory"] = serde_json::json!({ "patches": memory_patches, "rss_before_kib": before, "rss_after_kib": after, "kib_per_patch": per_patch });
+        figures["memory"] = memory_growth("memory", before, after, memory_patches);
     }
     // cargo hot's own account of each measured patch: what the pipeline itself costs, and
     // so what is left for the watcher, the debounce, the IPC round trip and the request.
@@ -254,7 +252,7 @@ fn route_times(edits: usize) -> Vec<Duration> {
     assert_eq!(run.pid(), pid, "every added route was a patch");
     // With HOT_BENCH_PATCHES=N: N more patches (each rebuilds the router and restarts the job
     // scope), and the program's memory growth per patch.
-    let patches: usize = std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let patches = memory_patches();
     if patches > 0 {
         let before = rss_kib(pid);
         let mut label = String::from("index v1");
@@ -265,10 +263,8 @@ fn route_times(edits: usize) -> Vec<Duration> {
             label = new;
         }
         assert_eq!(run.pid(), pid);
-        let after = rss_kib(pid);
-        let per_patch = (after as f64 - before as f64) / patches as f64;
-        println!("lifecycle-app memory: RSS {before} KiB → {after} KiB over {patches} patches = {per_patch:.1} KiB per patch (target: ≤ 256)");
-        record(serde_json::json!({ "fixture": "test-fixtures/lifecycle-app", "memory": { "patches": patches, "rss_before_kib": before, "rss_after_kib": after, "kib_per_patch": per_patch } }));
+        let memory = memory_growth("lifecycle-app memory", before, rss_kib(pid), patches);
+        record(serde_json::json!({ "fixture": "test-fixtures/lifecycle-app", "memory": memory }));
     }
     run.interrupt();
     times
@@ -370,13 +366,20 @@ fn plain_loop_in(
 
 fn capture_record(crate_name: &str) -> RustcInvocation {
     let dir = support::shared_target_dir().join("hot").join("server").join("capture");
-    let newest = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{crate_name}-")))
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .expect("cargo hot captured the boundary's rustc command");
-    RustcInvocation::load(&newest.path()).unwrap()
+    let record = newest(&dir, &format!("{crate_name}-")).expect("cargo hot captured the boundary's rustc command");
+    RustcInvocation::load(&record).unwrap()
+}
+
+/// `HOT_BENCH_PATCHES`: how many patches the memory measurements apply (0: none).
+fn memory_patches() -> usize {
+    std::env::var("HOT_BENCH_PATCHES").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Prints the program's resident memory growth per patch; returns it for the JSON results.
+fn memory_growth(label: &str, before: u64, after: u64, patches: usize) -> serde_json::Value {
+    let per_patch = (after as f64 - before as f64) / patches as f64;
+    println!("{label}: RSS {before} KiB → {after} KiB over {patches} patches = {per_patch:.1} KiB per patch (target: ≤ 256)");
+    serde_json::json!({ "patches": patches, "rss_before_kib": before, "rss_after_kib": after, "kib_per_patch": per_patch })
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -555,6 +558,7 @@ fn large(edits: usize) {
     }));
 }
 
+/// The most recently modified file of `dir` whose name starts with `prefix`.
 fn newest(dir: &std::path::Path, prefix: &str) -> Option<std::path::PathBuf> {
     std::fs::read_dir(dir)
         .ok()?

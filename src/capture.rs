@@ -96,8 +96,13 @@ impl RustcInvocation {
 
     /// Runs the recorded command again, in its recorded directory and environment.
     pub fn command(&self) -> Command {
+        self.command_with(&self.args)
+    }
+
+    /// The recorded compiler, directory and environment with other arguments (a patch's).
+    pub fn command_with(&self, args: &[String]) -> Command {
         let mut command = Command::new(&self.rustc);
-        command.args(&self.args).current_dir(&self.cwd).env_clear().envs(&self.env);
+        command.args(args).current_dir(&self.cwd).env_clear().envs(&self.env);
         command
     }
 

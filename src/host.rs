@@ -104,6 +104,11 @@ impl HostState {
         }
     }
 
+    /// Kills the warm-up compiles still running (dropping one kills it).
+    pub fn stop_warm_ups(&mut self) {
+        self.boundaries.iter_mut().for_each(|b| b.warmup = None);
+    }
+
     /// A boundary's record and its files.
     pub fn boundary(&self, index: usize) -> (&BoundaryState, &BoundaryFiles) {
         (&self.boundaries[index], &self.tree.boundaries[index])

@@ -1,5 +1,6 @@
-//! Building a patch: replay the boundary's captured rustc command (incremental, ~the cost of
-//! compiling that one crate), bind its statics to the running program's copies ([`bind`]),
+//! Building a patch: run the boundary's captured rustc command with the patch's own output
+//! and incremental directories and line tables for debug info (incremental, ~the cost of
+//! compiling that one crate; see [`patch_args`]), bind its statics to the running program's copies ([`bind`]),
 //! then link only the boundary's own object files into a small shared object whose every
 //! other symbol stays undefined, to be resolved against the running host at `dlopen`.
 
@@ -189,15 +190,15 @@ fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<std::
     std::fs::create_dir_all(&dirs.out).with_context(|| format!("cannot create {}", dirs.out.display()))?;
     let binary = matches!(unit.objects, UnitObjects::Binary { .. });
     let mut args = patch_args(&unit.invocation.args, dirs, !binary);
-    let mut command = std::process::Command::new(&unit.invocation.rustc);
-    command.current_dir(&unit.invocation.cwd).env_clear().envs(&unit.invocation.env);
-    if let UnitObjects::Binary { .. } = unit.objects {
+    if binary {
         args = linker::take_linker_option(args).0;
-        command.arg("-C").arg(format!("linker={}", tool.display()));
+        args.extend(["-C".to_string(), format!("linker={}", tool.display())]);
+    }
+    let mut command = unit.invocation.command_with(&args);
+    if binary {
         command.env(linker::REAL_LINKER_ENV, "cc").env(linker::PATCH_OBJECTS_ENV, &dirs.binary_objects);
         let _ = std::fs::remove_dir_all(&dirs.binary_objects);
     }
-    command.args(args);
     // Its own process group: Ctrl-C stops it at once (see `signals`), and so does a kill.
     command.stdin(Stdio::null()).process_group(0);
     Ok(command)

@@ -94,12 +94,9 @@ impl Attempt<'_> {
             return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
         }
         let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
-        let parsed = if sorted(&new_files) == sorted(&files) {
-            parsed
-        } else {
-            // A module was added or removed: read the crate's files as rustc just listed them.
-            TypeDefinitions::of_files(&new_files)
-        };
+        // A module was added or removed: read the crate's files as rustc just listed them.
+        let reread = sorted(&new_files) != sorted(&files);
+        let parsed = if reread { TypeDefinitions::of_files(&new_files) } else { parsed };
         let current = match parsed {
             Ok((definitions, snapshot)) if snapshot.unchanged() => definitions,
             // rustc and the type check may have seen different contents; the edit that raced
@@ -113,13 +110,15 @@ impl Attempt<'_> {
         self.host.tree.update_boundary(index, new_files);
         self.host.tree.declined.extend(current.declining_files().iter().cloned());
 
-        // No type definition that the running program has loaded may change.
+        // No type definition that the running program has loaded may change (the files read
+        // before the compile were checked then).
         match &self.host.boundaries[index].loaded {
-            Some(loaded) => {
+            Some(loaded) if reread => {
                 if let Some(what) = loaded.first_difference(&current) {
                     return refuse(Refusal::TypeChanged { what, boundary });
                 }
             }
+            Some(_) => {}
             None => return refuse(Refusal::ChangedDuringBuild { boundary }),
         }
         let Some(patching) = self.host.patching.as_ref() else { return refuse(Refusal::NotRunning) };

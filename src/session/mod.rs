@@ -433,7 +433,7 @@ impl Session {
         crate::tool::keep_alive(&tool);
         // A warm-up for the build being replaced would only slow this one down.
         if let Some(host) = self.host.as_mut() {
-            host.boundaries.iter_mut().for_each(|b| b.warmup = None);
+            host.stop_warm_ups();
         }
         // What the boundaries' sources were when cargo started: if they differ afterwards,
         // the built program may hold other type definitions than the files now say.
