@@ -112,6 +112,12 @@ pub struct Patched {
     pub rebuilt: Vec<hot::protocol::Rebuilt>,
     /// Changed functions that `main` reached too: start-up ran their old version.
     pub also_run_at_start_up: Vec<String>,
+    /// Functions whose running copies now jump to the new code (readable names), and how
+    /// many running copies that was.
+    pub redirected: Vec<String>,
+    pub redirected_copies: usize,
+    /// Functions whose compiled code changed.
+    pub functions_changed: usize,
 }
 
 /// A program that exited on its own.
@@ -222,6 +228,9 @@ pub enum Refusal {
     Unbindable { reason: String },
     /// The edit changes code only start-up runs (the binary is the boundary).
     StartUpOnly { functions: Vec<String> },
+    /// Changed code the running program reaches other than through the patch: the old copy
+    /// would keep answering (see `patch::reach`).
+    Stale { changes: Vec<crate::patch::reach::Stale> },
     /// `split-debuginfo = "packed"`: a patch of the binary cannot be built.
     PackedDebugInfo,
     NotRunning,

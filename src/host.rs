@@ -45,6 +45,62 @@ pub struct BoundaryState {
     pub dirs: crate::patch::CompileDirs,
     /// The compile that warms the patch's incremental cache after the build, if running.
     pub warmup: Option<crate::patch::Warmup>,
+    /// What the running program runs of this boundary, and how the rest of the program
+    /// reaches it; None when it could not be read (every edit then restarts, saying why).
+    pub running: Result<RunningCode, String>,
+}
+
+/// The boundary's code as the running program has it: the compiled code of its newest
+/// version (the build's, then each applied patch's), the source surface of its functions,
+/// where each function's copies are, and what the host's other code refers to.
+pub struct RunningCode {
+    /// None until the warm-up compile gave them (a library boundary; see `patch::Warmup`).
+    pub objects: Option<Vec<crate::patch::ObjectFile>>,
+    /// The boundary's files when the program was built.
+    pub files: Vec<PathBuf>,
+    pub surface: crate::abi::surface::Surface,
+    pub copies: crate::redirect::RunningCopies,
+    pub outside: crate::patch::reach::Outside,
+}
+
+impl RunningCode {
+    fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan, files: &[PathBuf]) -> Result<Self> {
+        use crate::patch::ObjectSource;
+        let (source, has_main) = match &unit.objects {
+            UnitObjects::Rlib(rlib) => (ObjectSource::Rlib(rlib.clone()), false),
+            UnitObjects::Binary { baseline } => (ObjectSource::Dir(baseline.clone()), true),
+        };
+        let built = source.read()?;
+        let surface = crate::abi::surface::Surface::of_files(files)?;
+        let names: std::collections::HashSet<String> = {
+            let code = crate::codediff::Code::read(&built)?;
+            code.function_names().map(str::to_string).collect()
+        };
+        let copies = crate::redirect::RunningCopies::of_host(&build.executable, &names)?;
+        let mut others = Vec::new();
+        if !has_main {
+            // The host crate's own objects, kept by the linker role, and the other workspace
+            // libraries of the link: the only code that can name this crate's functions.
+            let host_key = build.link.output.as_deref().and_then(|out| out.file_name()).map(|n| n.to_string_lossy().into_owned());
+            if let Some(key) = host_key {
+                let dir = crate::capture::host_objects_dir(&build::capture_dir(plan), &key);
+                if dir.is_dir() {
+                    others.push((plan.host.bin.clone(), ObjectSource::Dir(dir).read()?));
+                }
+            }
+            for local in build.local_units.iter().filter(|l| l.package != unit.boundary.package) {
+                if let Some(rlib) = &local.rlib {
+                    others.push((local.package.clone(), ObjectSource::Rlib(rlib.clone()).read()?));
+                }
+            }
+        }
+        let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &built, &others)?;
+        outside.has_main = has_main;
+        // A patch of the binary is compiled with cargo's own flags: its objects compare as
+        // they are. A library's patch has its own flags: the warm-up gives its baseline.
+        let objects = has_main.then_some(built);
+        Ok(RunningCode { objects, files: files.to_vec(), surface, copies, outside })
+    }
 }
 
 /// The sources of every local package when a build started: compared afterwards, they say
@@ -85,7 +141,12 @@ impl HostState {
             warn_if_unpatchable(&unit, plan, events);
             let loaded = definitions.map(|d| LoadedDefinitions::new(d).with_static_imports(v0_mangling));
             let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
-            boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None });
+            let running = if patching.is_some() && loaded.is_some() {
+                RunningCode::read(&unit, &build, plan, &tree.boundary_files(index)).map_err(|err| format!("{err:#}"))
+            } else {
+                Err("the boundary changed while the program was being built".to_string())
+            };
+            boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, running });
         }
         Ok(HostState { build, tree, patching, boundaries })
     }
@@ -97,7 +158,8 @@ impl HostState {
             return;
         }
         for state in self.boundaries.iter_mut().filter(|b| b.loaded.is_some() && b.unit.invocation.debug_assertions()) {
-            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs) {
+            let files: Vec<PathBuf> = state.running.as_ref().map(|r| r.files.clone()).unwrap_or_default();
+            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &files) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
             }
@@ -114,13 +176,6 @@ impl HostState {
         (&self.boundaries[index], &self.tree.boundaries[index])
     }
 
-    /// The objects the program was linked from, when the binary is a boundary.
-    pub fn binary_baseline(&self) -> Option<&PathBuf> {
-        self.boundaries.iter().find_map(|b| match &b.unit.objects {
-            UnitObjects::Binary { baseline } => Some(baseline),
-            UnitObjects::Rlib(_) => None,
-        })
-    }
 }
 
 /// A boundary built without debug assertions, or without exports, restarts on every edit:

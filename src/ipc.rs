@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use hot::protocol::{self, ChildMessage, ParentMessage, ReloadOutcome, PROTOCOL_VERSION};
+use hot::protocol::{self, ChildMessage, ParentMessage, Redirect, ReloadOutcome, PROTOCOL_VERSION};
 
 pub struct IpcServer {
     listener: UnixListener,
@@ -105,9 +105,9 @@ impl IpcServer {
     }
 
     /// Asks the child `pid` to load `patch` and switch `exports`; waits for its answer.
-    pub fn reload(&mut self, pid: u32, patch: &Path, exports: &[String], timeout: Duration) -> Result<ReloadOutcome> {
+    pub fn reload(&mut self, pid: u32, patch: &Path, exports: &[String], redirects: &[Redirect], timeout: Duration) -> Result<ReloadOutcome> {
         let id = self.take_id();
-        let message = ParentMessage::Reload { id, patch: patch.display().to_string(), exports: exports.to_vec() };
+        let message = ParentMessage::Reload { id, patch: patch.display().to_string(), exports: exports.to_vec(), redirects: redirects.to_vec() };
         match self.request(pid, message, timeout)? {
             ChildMessage::Reloaded { outcome, .. } => Ok(outcome),
             other => bail!("unexpected answer to reload: {other:?}"),
@@ -199,13 +199,13 @@ mod tests {
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
             let ParentMessage::Reload { id, exports, .. } = protocol::decode(&line).unwrap() else { panic!("expected a reload") };
-            let outcome = ReloadOutcome::Ok { load_micros: 5, switched: exports.len(), base: 0x7000, rebuilt: vec![] };
+            let outcome = ReloadOutcome::Ok { load_micros: 5, switched: exports.len(), redirected: 0, base: 0x7000, rebuilt: vec![] };
             let reply = ChildMessage::Reloaded { id, outcome };
             stream.write_all(protocol::encode(&reply).as_bytes()).unwrap();
             drop(stale);
         });
-        let outcome = server.reload(4242, Path::new("/p.so"), &["h::a::h1".into()], Duration::from_secs(5)).unwrap();
-        assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1, base: 0x7000, rebuilt: vec![] });
+        let outcome = server.reload(4242, Path::new("/p.so"), &["h::a::h1".into()], &[], Duration::from_secs(5)).unwrap();
+        assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1, redirected: 0, base: 0x7000, rebuilt: vec![] });
         assert_eq!(server.program_info(4242, Duration::from_secs(1)).unwrap(), ProgramInfo { anchor: 0x5000, tls_offset: Some(-64) });
         child.join().unwrap();
     }
@@ -214,7 +214,7 @@ mod tests {
     fn a_child_that_never_connects_is_an_error_not_a_hang() {
         let dir = tempfile::tempdir().unwrap();
         let mut server = IpcServer::bind(&dir.path().join("ipc.sock")).unwrap();
-        let err = server.reload(99, Path::new("/p.so"), &[], Duration::from_secs(1)).unwrap_err();
+        let err = server.reload(99, Path::new("/p.so"), &[], &[], Duration::from_secs(1)).unwrap_err();
         assert!(err.to_string().contains("never connected"), "{err}");
     }
 }

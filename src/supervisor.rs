@@ -365,9 +365,9 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     /// Asks the running program to load `patch` and switch `exports`.
-    pub fn reload(&mut self, patch: &std::path::Path, exports: &[String], timeout: Duration) -> Result<ReloadOutcome> {
+    pub fn reload(&mut self, patch: &std::path::Path, exports: &[String], redirects: &[hot::protocol::Redirect], timeout: Duration) -> Result<ReloadOutcome> {
         let pid = self.pid().ok_or_else(|| anyhow::anyhow!("the program is not running"))?;
-        self.ipc.reload(pid, patch, exports, timeout)
+        self.ipc.reload(pid, patch, exports, redirects, timeout)
     }
 }
 

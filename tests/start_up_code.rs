@@ -5,8 +5,17 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_hot::patch::reach::{changes, Changes};
+use cargo_hot::patch::reach::{analyse, Analysis, Outside, Unreached};
 use cargo_hot::patch::ObjectFile;
+
+/// What an edit of the binary changed, by where the changed code runs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Changes {
+    /// Changed functions only start-up reaches: the edit must restart.
+    start_up_only: Vec<String>,
+    /// Changed functions that `main` and an export both reach.
+    also_run_at_start_up: Vec<String>,
+}
 
 /// The skeleton every case edits: `main` reads a setting and calls the export through a slot.
 const BASE: &str = r#"
@@ -62,12 +71,48 @@ fn objects(dir: &Path, name: &str, source: &str) -> Vec<ObjectFile> {
     vec![ObjectFile { name: "probe.o".into(), data: std::fs::read(out.join("probe.o")).unwrap() }]
 }
 
-fn compare(edit: impl Fn(&str) -> String) -> Changes {
+/// The analysis of an edit of `base`, every function redirectable.
+fn analysis_of(base: &str, edit: impl Fn(&str) -> String) -> Analysis {
     let dir = tempfile::tempdir().unwrap();
-    let old = objects(dir.path(), "old", BASE);
-    let new = objects(dir.path(), "new", &edit(BASE));
-    changes(&old, &new).unwrap()
+    let old = objects(dir.path(), "old", base);
+    let new = objects(dir.path(), "new", &edit(base));
+    let outside = Outside { has_main: true, ..Outside::default() };
+    analyse(&old, &new, &outside, &|_| Ok(())).unwrap()
 }
+
+fn compare(edit: impl Fn(&str) -> String) -> Changes {
+    let analysis = analysis_of(BASE, edit);
+    let start_up_only = analysis.stale.iter().filter(|s| s.why == Unreached::StartUp).map(|s| s.function.clone()).collect();
+    Changes { start_up_only, also_run_at_start_up: analysis.also_run_at_start_up }
+}
+
+/// A store made once at start-up through an export and held behind `Box<dyn Store>`: its
+/// methods are reached only through the vtable the old code built.
+const HELD: &str = r#"
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+trait Store { fn describe(&self) -> String; }
+struct Memory { items: u32 }
+impl Store for Memory {
+    fn describe(&self) -> String { format!("memory v1 with {}", self.items) }
+}
+
+#[unsafe(export_name = "__hot_entry_probe::make_store::h1")]
+#[inline(never)]
+fn make_store_entry() -> Box<dyn Store> { Box::new(Memory { items: 3 }) }
+
+#[unsafe(export_name = "__hot_entry_probe::handler::h2")]
+#[inline(never)]
+fn handler_entry() -> Box<dyn Fn() -> String> { Box::new(|| "closure v1".to_string()) }
+
+static SLOT: AtomicUsize = AtomicUsize::new(0);
+
+fn main() {
+    let _ = SLOT.load(Ordering::Acquire);
+    let store = make_store_entry();
+    println!("{} {}", store.describe(), handler_entry()());
+}
+"#;
 
 #[test]
 fn an_edit_the_exports_run_is_a_patch() {
@@ -99,6 +144,22 @@ fn code_both_main_and_an_export_reach_is_said_to_have_run_old_at_start_up() {
     let found = compare(|s| s.replace("fn shared_helper() -> u32 { 7 }", "fn shared_helper() -> u32 { 8 }"));
     assert!(found.start_up_only.is_empty(), "the export runs it: a patch brings it in: {found:?}");
     assert_eq!(found.also_run_at_start_up, ["probe::shared_helper"]);
+}
+
+#[test]
+fn a_method_reached_through_a_vtable_built_before_the_patch_is_redirected() {
+    let found = analysis_of(HELD, |s| s.replace("memory v1", "memory v2"));
+    assert!(found.stale.is_empty(), "{found:?}");
+    assert_eq!(found.redirect.len(), 1, "{found:?}");
+    assert!(found.redirect[0].contains("describe"), "{found:?}");
+}
+
+#[test]
+fn a_closure_is_never_redirected_its_creator_is() {
+    let found = analysis_of(HELD, |s| s.replace("closure v1", "closure v2"));
+    assert!(found.stale.is_empty(), "built by an export: {found:?}");
+    assert!(found.redirect.iter().all(|name| !cargo_hot::patch::reach::is_closure_or_async_body(name)), "{found:?}");
+    assert!(found.diff.changed.iter().any(|name| cargo_hot::patch::reach::is_closure_or_async_body(name)), "the closure changed: {found:?}");
 }
 
 #[test]

@@ -44,8 +44,8 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
             continue;
         }
         let reply = match protocol::decode::<ParentMessage>(&line) {
-            Ok(ParentMessage::Reload { id, patch, exports }) => {
-                ChildMessage::Reloaded { id, outcome: reload(&patch, &exports) }
+            Ok(ParentMessage::Reload { id, patch, exports, redirects }) => {
+                ChildMessage::Reloaded { id, outcome: reload(&patch, &exports, &redirects) }
             }
             Ok(ParentMessage::Drain { id }) => ChildMessage::Drained { id, descriptors: loader::stop_accepting() },
             Err(err) => {
@@ -60,13 +60,13 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Loads the patch and switches the exports, then lets the new code rebuild what the app
 /// built from boundary code (routers, values, scopes) and runs the reload hooks.
-fn reload(patch: &str, exports: &[String]) -> ReloadOutcome {
+fn reload(patch: &str, exports: &[String], redirects: &[protocol::Redirect]) -> ReloadOutcome {
     let started = Instant::now();
-    match loader::load_patch(patch, exports) {
+    match loader::load_patch(patch, exports, redirects) {
         Ok(loaded) => {
             let load_micros = started.elapsed().as_micros() as u64;
             let rebuilt = crate::lifecycle::after_patch();
-            ReloadOutcome::Ok { load_micros, switched: loaded.switched, base: loaded.base, rebuilt }
+            ReloadOutcome::Ok { load_micros, switched: loaded.switched, redirected: loaded.redirected, base: loaded.base, rebuilt }
         }
         Err(message) => ReloadOutcome::Error { message },
     }

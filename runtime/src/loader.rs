@@ -1,5 +1,8 @@
 //! Everything unsafe in the runtime lives here: the slots that exported functions call
-//! through, loading a patch with `dlopen`, and the constructor that starts the agent.
+//! through, loading a patch with `dlopen`, redirecting running functions to a patch's new
+//! copies ([`redirect`]), and the constructor that starts the agent.
+
+mod redirect;
 
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
@@ -49,13 +52,16 @@ impl<F: Copy> Slot<F> {
 /// A patch the loader switched to.
 pub(crate) struct Loaded {
     pub switched: usize,
+    pub redirected: usize,
     /// The patch's load bias: its symbol values plus this are its addresses.
     pub base: u64,
 }
 
-/// Loads the shared object at `path` and points the slot of each export at the patch's
-/// entry. Every symbol is resolved before any slot is switched: on error nothing changes.
-pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<Loaded, String> {
+/// Loads the shared object at `path`, makes each of `redirects` jump to the patch's new copy,
+/// and points the slot of each export at the patch's entry. Every symbol is resolved and every
+/// redirect checked before anything is switched: on error nothing changes (the patch stays
+/// loaded, unused).
+pub(crate) fn load_patch(path: &str, exports: &[String], redirects: &[crate::protocol::Redirect]) -> Result<Loaded, String> {
     let c_path = CString::new(path).map_err(|_| format!("patch path contains a NUL byte: {path:?}"))?;
     // SAFETY: `c_path` is a valid C string. RTLD_NOW resolves every symbol now, so a missing
     // symbol is an error here and never a crash at call time; RTLD_LOCAL keeps the patch's
@@ -73,6 +79,15 @@ pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<Loaded, Strin
             .ok_or_else(|| format!("the running program has no slot for `{key}`"))?;
         switches.push((slot as *const AtomicPtr<()>, entry));
     }
+    let base = load_bias(handle);
+    if !redirects.is_empty() {
+        if base == 0 {
+            return Err("cannot tell where the patch was loaded, so no running function can be redirected to it".to_string());
+        }
+        let jumps: Vec<redirect::Jump> =
+            redirects.iter().map(|r| redirect::Jump { from: r.from as usize, to: base.wrapping_add(r.to) as usize, room: r.room as usize }).collect();
+        redirect::apply(&jumps)?;
+    }
     for (slot, entry) in &switches {
         // SAFETY: `slot` is the address of a `Slot<F>` static of the running program (found
         // by its exported name in the global scope, which excludes RTLD_LOCAL patches), and
@@ -81,7 +96,7 @@ pub(crate) fn load_patch(path: &str, exports: &[String]) -> Result<Loaded, Strin
         // that sees the new pointer also sees the fully loaded patch.
         unsafe { (**slot).store(*entry, Ordering::Release) };
     }
-    Ok(Loaded { switched: switches.len(), base: load_bias(handle) })
+    Ok(Loaded { switched: switches.len(), redirected: redirects.len(), base })
 }
 
 /// The load bias of a handle returned by `dlopen` (`l_addr` of its link map), 0 if unknown.

@@ -26,10 +26,28 @@ pub const ANCHOR_SYMBOL: &str = "__hot_runtime_anchor";
 pub enum ParentMessage {
     /// Load the shared object at `patch` and point each listed export at its new code.
     /// `exports` are the keys after the `__hot_entry_` prefix (module path, name, signature hash).
-    Reload { id: u64, patch: String, exports: Vec<String> },
+    /// `redirects`: old copies of changed functions that must jump to the patch's new code.
+    Reload {
+        id: u64,
+        patch: String,
+        exports: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        redirects: Vec<Redirect>,
+    },
     /// Stop accepting on the sockets cargo hot passed down (LISTEN_FDS), before a stop: the
     /// connections already accepted finish, new ones wait in the kernel for the next program.
     Drain { id: u64 },
+}
+
+/// One running function to send to the patch's new copy: the first bytes of the old copy at
+/// `from` (an address in this process) become a jump to the patch's load bias plus `to`.
+/// `room` is how many bytes at `from` belong to that function (its size up to the next
+/// symbol), which the jump must fit in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    pub from: u64,
+    pub to: u64,
+    pub room: u64,
 }
 
 /// Messages from the program to cargo hot.
@@ -68,6 +86,9 @@ pub enum ReloadOutcome {
         /// Microseconds spent in `dlopen`, symbol look-ups and switching the slots.
         load_micros: u64,
         switched: usize,
+        /// How many running functions now jump to the new code.
+        #[serde(default)]
+        redirected: usize,
         /// Where the patch was loaded (its load bias), so that the statics it introduced can
         /// be found by later patches.
         #[serde(default)]
@@ -119,6 +140,7 @@ mod tests {
             id: 7,
             patch: "/tmp/p 1.so".into(),
             exports: vec!["handlers::index::h0123456789abcdef".into()],
+            redirects: vec![Redirect { from: 0x5555_0000_1000, to: 0x2340, room: 64 }],
         };
         let line = encode(&message);
         assert!(line.ends_with('\n'));
@@ -135,7 +157,7 @@ mod tests {
             error: Some("panicked: no such route".into()),
             warning: None,
         }];
-        let ok = ChildMessage::Reloaded { id: 3, outcome: ReloadOutcome::Ok { load_micros: 812, switched: 4, base: 0x7f00, rebuilt } };
+        let ok = ChildMessage::Reloaded { id: 3, outcome: ReloadOutcome::Ok { load_micros: 812, switched: 4, redirected: 2, base: 0x7f00, rebuilt } };
         let line = encode(&ok);
         assert!(line.contains("\"status\":\"ok\""), "{line}");
         assert_eq!(decode::<ChildMessage>(&line).unwrap(), ok);

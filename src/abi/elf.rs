@@ -228,3 +228,44 @@ mod static_tests {
         assert_eq!(demangled_path("plain_c_name"), "plain_c_name");
     }
 }
+
+/// Where a function's code is in an ELF file: its link-time address and how many bytes from
+/// there belong to it (up to the next function, alignment padding included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionCode {
+    pub address: u64,
+    pub room: u64,
+}
+
+/// The functions named in `names` (mangled) that the file's full symbol table (`.symtab`)
+/// defines: every copy of each (local names may repeat).
+pub fn function_code(path: &Path, names: &dyn Fn(&str) -> bool) -> Result<std::collections::HashMap<String, Vec<FunctionCode>>> {
+    let data = crate::sys::map_file(path)?;
+    let file = object::File::parse(&*data).with_context(|| format!("cannot read {}", path.display()))?;
+    // Every function start, per section, to tell where each one ends.
+    let mut starts: Vec<(object::SectionIndex, u64, u64)> = Vec::new();
+    let mut wanted: Vec<(String, object::SectionIndex, u64, u64)> = Vec::new();
+    for symbol in file.symbols() {
+        if symbol.kind() != object::SymbolKind::Text || !symbol.is_definition() {
+            continue;
+        }
+        let Some(section) = symbol.section_index() else { continue };
+        starts.push((section, symbol.address(), symbol.size()));
+        if let Ok(name) = symbol.name() {
+            if !name.is_empty() && names(name) {
+                wanted.push((name.to_string(), section, symbol.address(), symbol.size()));
+            }
+        }
+    }
+    starts.sort_unstable_by_key(|(section, address, _)| (section.0, *address));
+    let mut found: std::collections::HashMap<String, Vec<FunctionCode>> = std::collections::HashMap::new();
+    for (name, section, address, size) in wanted {
+        let next = starts.partition_point(|(s, a, _)| (s.0, *a) <= (section.0, address));
+        let room = match starts.get(next) {
+            Some((s, next_address, _)) if *s == section => next_address - address,
+            _ => size,
+        };
+        found.entry(name).or_default().push(FunctionCode { address, room });
+    }
+    Ok(found)
+}

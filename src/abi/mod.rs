@@ -13,6 +13,7 @@
 
 pub mod elf;
 pub mod source;
+pub mod surface;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -97,6 +97,16 @@ impl SourceSnapshot {
 }
 
 impl SourceSnapshot {
+    /// The contents of `files` now.
+    pub fn of_files(files: &[PathBuf]) -> Self {
+        SourceSnapshot(files.iter().filter_map(|path| Some((path.clone(), content_digest(&std::fs::read(path).ok()?)))).collect())
+    }
+
+    /// The files whose contents differ from the snapshot (or are gone).
+    pub fn changed_files(&self) -> Vec<PathBuf> {
+        self.0.iter().filter(|(path, digest)| !std::fs::read(path).is_ok_and(|bytes| content_digest(&bytes) == **digest)).map(|(p, _)| p.clone()).collect()
+    }
+
     /// Every `.rs` file under `dir` (a package directory), for comparing before and after a
     /// build whose list of files is not known yet.
     pub fn of_dir(dir: &Path, excluded: &crate::rules::Excluded) -> Self {

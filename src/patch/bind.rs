@@ -62,6 +62,9 @@ pub struct Homes {
     declared: DeclaredStatics,
     /// The mangled names that are thread-locals.
     thread_locals: HashSet<String>,
+    /// The executable's load bias in the running program (run-time minus link-time
+    /// addresses), when known.
+    pub bias: Option<u64>,
 }
 
 impl Homes {
@@ -71,7 +74,7 @@ impl Homes {
     /// offset from the thread pointer, when the runtime could tell.
     pub fn of_program(statics: &[StaticSymbol], host_anchor: Option<u64>, anchor: u64, tls_offset: Option<i64>) -> Self {
         let bias = host_anchor.filter(|_| anchor != 0).map(|linked| anchor.wrapping_sub(linked));
-        let mut homes = Homes::default();
+        let mut homes = Homes { bias, ..Homes::default() };
         for symbol in statics {
             let home = match (symbol.thread_local, bias, tls_offset) {
                 (false, Some(bias), _) => Ok(Home::Data { address: symbol.value.wrapping_add(bias), size: symbol.size }),

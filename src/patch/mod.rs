@@ -21,6 +21,7 @@ use crate::linker::{self, LinkRecord};
 use bind::{Bound, Homes, Unbindable};
 
 /// One object file of a patch: rustc's name for it and its contents.
+#[derive(Clone)]
 pub struct ObjectFile {
     pub name: String,
     pub data: Vec<u8>,
@@ -262,28 +263,52 @@ impl Compiling {
 /// the patch's own incremental cache is ready when the first edit comes: without it the first
 /// patch of a session pays a whole compile of the crate (on the example 560-670 ms against
 /// 150 ms). A patch waits for it to end; dropping it kills it.
-pub struct Warmup(Option<std::process::Child>);
+///
+/// Its objects are also what the running program's code is compared with (see
+/// [`reach`]): at `-C opt-level=0` debug info changes the machine code (variables are kept
+/// in stack slots), so cargo's own objects, with full debug info, are no baseline for a patch
+/// compiled with line tables.
+pub struct Warmup {
+    child: Option<std::process::Child>,
+    /// The boundary's sources as the warm-up started.
+    sources: crate::abi::SourceSnapshot,
+    dep_info: PathBuf,
+}
 
 impl Warmup {
-    pub fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Warmup> {
+    pub fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf]) -> Result<Warmup> {
+        let sources = crate::abi::SourceSnapshot::of_files(files);
         let mut command = command(unit, tool, dirs)?;
         command.stdout(Stdio::null()).stderr(Stdio::null());
         crate::sys::at_low_priority(&mut command);
         let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-        Ok(Warmup(Some(child)))
+        Ok(Warmup { child: Some(child), sources, dep_info: dirs.dep_info(unit) })
     }
 
-    /// Waits until the warm-up has ended (at once if it has).
-    pub fn wait(mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.wait();
+    /// Waits until the warm-up has ended (at once if it has). Ok when it compiled the sources
+    /// the program was built from: every file edited since it started was written after
+    /// rustc had read the sources (its dep-info is written once they are all read).
+    pub fn wait(mut self) -> Result<(), String> {
+        let Some(mut child) = self.child.take() else { return Err("the warm-up compile did not run".to_string()) };
+        match child.wait() {
+            Ok(status) if status.success() => {}
+            Ok(status) => return Err(format!("the compile of the unchanged boundary failed ({status})")),
+            Err(err) => return Err(format!("cannot wait for the compile of the unchanged boundary: {err}")),
         }
+        let read_at = std::fs::metadata(&self.dep_info).and_then(|m| m.modified()).map_err(|err| format!("cannot read {}: {err}", self.dep_info.display()))?;
+        for path in self.sources.changed_files() {
+            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if written.is_none_or(|written| written <= read_at) {
+                return Err(format!("{} changed while the unchanged boundary was being compiled", path.display()));
+            }
+        }
+        Ok(())
     }
 }
 
 impl Drop for Warmup {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hot::protocol::ReloadOutcome;
 
+use crate::abi::surface::Surface;
 use crate::abi::{self, TypeDefinitions};
 use crate::build::UnitObjects;
 use crate::events::{ms, Event, Events, Patched, Refusal};
@@ -44,8 +45,6 @@ pub struct Attempt<'a> {
     /// This session's patch directory, and the attempt's number in the session.
     pub patch_dir: PathBuf,
     pub number: u64,
-    /// The objects the running program was linked from (when the binary is a boundary).
-    pub running_objects: PathBuf,
     pub events: &'a Events,
 }
 
@@ -71,8 +70,18 @@ impl Attempt<'_> {
         let boundary = unit.boundary.package.clone();
         let dirs = self.host.boundaries[index].dirs.clone();
         // The warm-up compile fills the patch's incremental cache: the patch builds on it.
+        // It is also the baseline of a library's code (see `patch::Warmup`): read it before
+        // the patch's compile overwrites it.
         if let Some(warmup) = self.host.boundaries[index].warmup.take() {
-            warmup.wait();
+            let baseline = warmup.wait().and_then(|()| dirs.objects(&unit).read().map_err(|err| format!("{err:#}")));
+            if let Ok(running) = &mut self.host.boundaries[index].running {
+                if running.objects.is_none() {
+                    match baseline {
+                        Ok(objects) => running.objects = Some(objects),
+                        Err(why) => self.host.boundaries[index].running = Err(why),
+                    }
+                }
+            }
         }
         // The boundary's type definitions are read while rustc compiles the same files; a
         // changed definition the program has loaded restarts at once, abandoning the compile.
@@ -132,20 +141,55 @@ impl Attempt<'_> {
         let (_, homes) = self.homes.as_mut().expect("found above");
         homes.declare(current.declared_statics().clone());
         let objects = dirs.objects(&unit).read()?;
-        // A patch of the binary brings in only what the exports reach: an edit to code that
-        // ran once at start-up (`main`) takes effect by a restart.
-        let mut also_run_at_start_up = Vec::new();
-        if let UnitObjects::Binary { .. } = &unit.objects {
-            let started_with = patch::ObjectSource::Dir(self.running_objects.clone()).read();
-            match started_with.and_then(|old| patch::reach::changes(&old, &objects)) {
-                Ok(changes) if changes.start_up_only.is_empty() => also_run_at_start_up = changes.also_run_at_start_up,
-                Ok(changes) => return refuse(Refusal::StartUpOnly { functions: changes.start_up_only }),
-                Err(err) => {
-                    let message = format!("cannot compare the new code with the running program's: {err:#}");
-                    return refuse(Refusal::Failed { message });
-                }
+        // How each change of the compiled code takes effect in the running program: through
+        // the switched exports, by redirecting the running copies, or not at all (restart).
+        let running = match &self.host.boundaries[index].running {
+            Ok(running) => running,
+            Err(why) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {why}") }),
+        };
+        let surface = match Surface::of_files(&self.host.tree.boundary_files(index)) {
+            Ok(surface) => surface,
+            Err(err) => return refuse(Refusal::Failed { message: format!("cannot read the functions of `{boundary}`: {err:#}") }),
+        };
+        let surface_change = running.surface.first_difference(&surface);
+        let can_redirect = |name: &str| -> Result<(), String> {
+            if let Some(change) = &surface_change {
+                return Err(format!("{change}, so the same function may now take other arguments"));
+            }
+            let item = patch::reach::item_path(name);
+            let last = item.rsplit("::").next().unwrap_or(&item);
+            if surface.has_opaque_result(last) || running.surface.has_opaque_result(last) {
+                return Err("it returns an `async fn`'s future or an `impl Trait`, whose layout its body decides".to_string());
+            }
+            running.copies.check(name)
+        };
+        let Some(baseline) = &running.objects else {
+            return refuse(Refusal::Failed { message: "the code the program runs was not compiled for comparison (no warm-up compile ran)".to_string() });
+        };
+        let analysis = match patch::reach::analyse(baseline, &objects, &running.outside, &can_redirect) {
+            Ok(analysis) => analysis,
+            Err(err) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {err:#}") }),
+        };
+        // Copies of generic and `#[inline]` functions that other crates compiled: their new
+        // code is not in the patch, so an edit of their body cannot take effect.
+        let mut analysis = analysis;
+        for (item, owner) in &running.outside.copies {
+            let last = item.rsplit("::").next().unwrap_or(item);
+            if running.surface.body_changed(&surface, last) && !analysis.stale.iter().any(|s| &s.function == item) {
+                let why = patch::reach::Unreached::CompiledInto { crate_name: owner.clone() };
+                analysis.stale.push(patch::reach::Stale { function: item.clone(), why });
             }
         }
+        if !analysis.stale.is_empty() {
+            let start_up_only = analysis.stale.iter().all(|s| s.why == patch::reach::Unreached::StartUp);
+            return refuse(if start_up_only && running.outside.has_main {
+                Refusal::StartUpOnly { functions: analysis.stale.iter().map(|s| s.function.clone()).collect() }
+            } else {
+                Refusal::Stale { changes: analysis.stale }
+            });
+        }
+        let also_run_at_start_up = analysis.also_run_at_start_up.clone();
+        let new_objects = objects.clone();
         let patch_path = self.patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.number));
         std::fs::create_dir_all(&self.patch_dir)?;
         let linked = match patch::link(objects, &patching.linker, &self.patch_dir.join("objects"), &patch_path, homes)? {
@@ -157,10 +201,28 @@ impl Attempt<'_> {
             Ok(approved) => approved,
             Err(rejection) => return refuse(Refusal::Gate { rejection }),
         };
+        let redirects = match running.copies.plan(&analysis.redirect, &patch_path, homes.bias) {
+            Ok(redirects) => redirects,
+            Err(why) => {
+                let function = analysis.redirect.first().map(|n| patch::reach::readable(n)).unwrap_or_default();
+                let why = patch::reach::Unreached::NotRedirectable { why };
+                return refuse(Refusal::Stale { changes: vec![patch::reach::Stale { function, why }] });
+            }
+        };
         let check_time = checked.elapsed();
 
-        match self.supervisor.reload(&patch_path, &approved.exports, RELOAD_TIMEOUT)? {
-            ReloadOutcome::Ok { load_micros, switched, base, rebuilt } => {
+        match self.supervisor.reload(&patch_path, &approved.exports, &redirects, RELOAD_TIMEOUT)? {
+            ReloadOutcome::Ok { load_micros, switched, redirected: _, base, rebuilt } => {
+                if let Ok(running) = &mut self.host.boundaries[index].running {
+                    running.objects = Some(new_objects);
+                    running.surface = surface;
+                    if let Err(err) = running.copies.add_patch(&patch_path, base) {
+                        self.events.warn(format!("cannot read the functions of {}: {err:#}", patch_path.display()));
+                    }
+                }
+                let mut redirected: Vec<String> = analysis.redirect.iter().map(|n| patch::reach::readable(n)).collect();
+                redirected.sort();
+                redirected.dedup();
                 if let Some(loaded) = &mut self.host.boundaries[index].loaded {
                     loaded.absorb(current);
                 }
@@ -188,6 +250,9 @@ impl Attempt<'_> {
                     thread_local_references_kept: linked.bound.thread_locals,
                     rebuilt,
                     also_run_at_start_up,
+                    redirected,
+                    redirected_copies: redirects.len(),
+                    functions_changed: analysis.diff.changed.len(),
                 })))
             }
             ReloadOutcome::Error { message } => refuse(Refusal::LoadFailed { message }),

@@ -304,7 +304,6 @@ impl Session {
                 tool: &self.tool,
                 patch_dir: self.plan.session_dir().join("patches").join(std::process::id().to_string()),
                 number: self.patches,
-                running_objects: running_objects_dir(&self.plan),
                 events: &self.events,
             }
             .run(index);
@@ -463,7 +462,6 @@ impl Session {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let mut env = crate::environment::program_environment(&self.plan, &host.build, &cwd, &self.events)?;
         env.push((hot::IPC_ENV.into(), self.supervisor.ipc_path().into()));
-        keep_running_objects(&host, &running_objects_dir(&self.plan))?;
         let listeners = self.supervisor.listeners();
         let launch = Launch {
             executable: host.build.executable.clone(),
@@ -521,27 +519,6 @@ fn content_digest(path: &Path) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     Some(hasher.finish())
-}
-
-/// The objects the running program was linked from, when the binary is a boundary: kept per
-/// program, since another build (`cargo hot explain`, a build that then failed to start) may
-/// link the host again meanwhile.
-fn running_objects_dir(plan: &Plan) -> PathBuf {
-    plan.session_dir().join("running-objects")
-}
-
-fn keep_running_objects(host: &HostState, kept: &Path) -> Result<()> {
-    let Some(baseline) = host.binary_baseline() else { return Ok(()) };
-    let _ = std::fs::remove_dir_all(kept);
-    std::fs::create_dir_all(kept).with_context(|| format!("cannot create {}", kept.display()))?;
-    for entry in std::fs::read_dir(baseline).with_context(|| format!("cannot read {}", baseline.display()))? {
-        let from = entry?.path();
-        let to = kept.join(from.file_name().unwrap_or_default());
-        if std::fs::hard_link(&from, &to).is_err() {
-            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// A socket path in a directory only this user can enter (and short enough for the

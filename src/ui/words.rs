@@ -174,6 +174,19 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
     }
 }
 
+/// One change that cannot take effect, in words.
+fn stale_words(stale: &crate::patch::reach::Stale) -> String {
+    use crate::patch::reach::Unreached;
+    let function = &stale.function;
+    match &stale.why {
+        Unreached::StartUp => format!("`{function}` changed, and only start-up code or the host's own code reaches it, not a #[hot::export] function"),
+        Unreached::CalledByHost => format!("`{function}` changed, and the host calls it directly; it cannot be redirected (a closure, an async body or an `async fn`)"),
+        Unreached::CompiledInto { crate_name } => format!("`{function}` changed, and `{crate_name}` runs its own compiled copy of it (a generic or #[inline] function)"),
+        Unreached::ValueReadByHost => format!("the value of `{function}` changed, and the host reads it directly"),
+        Unreached::NotRedirectable { why } => format!("`{function}` changed and its running copy cannot jump to the new code: {why}"),
+    }
+}
+
 fn patched_lines(patched: &Patched) -> Vec<Line> {
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let kept = match (patched.static_references_kept, patched.thread_local_references_kept) {
@@ -185,10 +198,15 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
     let done: Vec<String> =
         patched.rebuilt.iter().filter(|r| r.error.is_none() && r.kind != "hook").map(|r| format!("{} ({})", r.kind, r.name)).collect();
     let rebuilt = if done.is_empty() { String::new() } else { format!(" · rebuilt {}", done.join(", ")) };
+    let redirected = match patched.redirected.as_slice() {
+        [] => String::new(),
+        [one] => format!(" · `{one}` redirected"),
+        [first, rest @ ..] => format!(" · {} functions redirected (`{first}` and {} more)", rest.len() + 1, rest.len()),
+    };
     let mut lines = vec![Line::new(
         Style::Success,
         format!(
-            "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{kept}{rebuilt} · pid {} kept",
+            "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{redirected}{kept}{rebuilt} · pid {} kept",
             patched.boundary,
             duration(patched.total_ms),
             duration(patched.compile_ms),
@@ -313,6 +331,11 @@ impl fmt::Display for Refusal {
                     "the edit changes `{}`{more}, which no #[hot::export] function reaches (only start-up code such as `main` refers to it), so a patch could not switch to it",
                     functions.first().map(String::as_str).unwrap_or("?")
                 )
+            }
+            Refusal::Stale { changes } => {
+                let first = changes.first().map(|c| stale_words(c)).unwrap_or_default();
+                let more = if changes.len() > 1 { format!(" (and {} more)", changes.len() - 1) } else { String::new() };
+                write!(f, "{first}{more}, so a patch would leave the old code answering")
             }
             Refusal::PackedDebugInfo => {
                 f.write_str("a patch of the binary cannot be built with `split-debuginfo = \"packed\"` (use \"unpacked\" or \"off\" in the dev profile)")
