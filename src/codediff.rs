@@ -169,15 +169,14 @@ impl<'data> Code<'data> {
         self.functions.iter().filter(|(name, _)| is_main(name)).flat_map(|(_, nodes)| nodes.iter().copied()).collect()
     }
 
+    /// A fresh fingerprinting of these objects' sections.
+    fn contents(&self) -> Contents<'_, 'data> {
+        Contents { files: &self.files, globals: &self.globals, section_functions: &self.section_functions, memo: HashMap::new(), visiting: HashSet::new() }
+    }
+
     /// The fingerprints of the functions `names` (several local copies of a name combined).
     pub fn fingerprints(&self, names: &[&str]) -> HashMap<String, u64> {
-        let mut contents = Contents {
-            files: &self.files,
-            globals: &self.globals,
-            section_functions: &self.section_functions,
-            memo: HashMap::new(),
-            visiting: HashSet::new(),
-        };
+        let mut contents = self.contents();
         names
             .iter()
             .filter_map(|name| {
@@ -192,14 +191,7 @@ impl<'data> Code<'data> {
     /// The fingerprint of the data a global name (a static) holds.
     pub fn data_fingerprint(&self, name: &str) -> Option<u64> {
         let node = *self.globals.get(name)?;
-        let mut contents = Contents {
-            files: &self.files,
-            globals: &self.globals,
-            section_functions: &self.section_functions,
-            memo: HashMap::new(),
-            visiting: HashSet::new(),
-        };
-        Some(contents.fingerprint(node))
+        Some(self.contents().fingerprint(node))
     }
 
     /// Whether the global `name` is data (not a function).

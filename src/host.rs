@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::abi::{HostImage, LoadedDefinitions, SourceSnapshot, TypeDefinitions};
+use crate::abi::{CrateSource, HostImage, LoadedDefinitions, SourceSnapshot};
 use crate::build::{self, BoundaryUnit, HostBuild, UnitObjects};
 use crate::classify::{BoundaryFiles, DependencyTree};
 use crate::events::Events;
@@ -56,22 +56,19 @@ pub struct BoundaryState {
 pub struct RunningCode {
     /// None until the warm-up compile gave them (a library boundary; see `patch::Warmup`).
     pub objects: Option<Vec<crate::patch::ObjectFile>>,
-    /// The boundary's files when the program was built.
-    pub files: Vec<PathBuf>,
     pub surface: crate::abi::surface::Surface,
     pub copies: crate::redirect::RunningCopies,
     pub outside: crate::patch::reach::Outside,
 }
 
 impl RunningCode {
-    fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan, files: &[PathBuf]) -> Result<Self> {
+    fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan, surface: crate::abi::surface::Surface) -> Result<Self> {
         use crate::patch::ObjectSource;
         let (source, has_main) = match &unit.objects {
             UnitObjects::Rlib(rlib) => (ObjectSource::Rlib(rlib.clone()), false),
             UnitObjects::Binary { baseline } => (ObjectSource::Dir(baseline.clone()), true),
         };
         let built = source.read()?;
-        let surface = crate::abi::surface::Surface::of_files(files)?;
         let names: std::collections::HashSet<String> = {
             let code = crate::codediff::Code::read(&built)?;
             code.function_names().map(str::to_string).collect()
@@ -94,12 +91,12 @@ impl RunningCode {
                 }
             }
         }
-        let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &built, &others)?;
+        let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
         outside.has_main = has_main;
         // A patch of the binary is compiled with cargo's own flags: its objects compare as
         // they are. A library's patch has its own flags: the warm-up gives its baseline.
         let objects = has_main.then_some(built);
-        Ok(RunningCode { objects, files: files.to_vec(), surface, copies, outside })
+        Ok(RunningCode { objects, surface, copies, outside })
     }
 }
 
@@ -134,18 +131,22 @@ impl HostState {
         for (index, unit) in units.into_iter().enumerate() {
             let dir = &unit.boundary.manifest_dir;
             let unchanged = before.0.get(dir) == Some(&SourceSnapshot::of_dir(dir, &tree.excluded));
-            let definitions = if unchanged { TypeDefinitions::of_files(&tree.boundary_files(index)).ok().map(|(d, _)| d) } else { None };
-            if let Some(definitions) = &definitions {
-                tree.declined.extend(definitions.declining_files().iter().cloned());
+            let source = if unchanged { CrateSource::read(&tree.boundary_files(index)).ok() } else { None };
+            if let Some(source) = &source {
+                tree.declined.extend(source.definitions.declining_files().iter().cloned());
             }
             warn_if_unpatchable(&unit, plan, events);
-            let loaded = definitions.map(|d| LoadedDefinitions::new(d).with_static_imports(v0_mangling));
-            let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
-            let running = if patching.is_some() && loaded.is_some() {
-                RunningCode::read(&unit, &build, plan, &tree.boundary_files(index)).map_err(|err| format!("{err:#}"))
-            } else {
-                Err("the boundary changed while the program was being built".to_string())
+            let (loaded, running) = match source {
+                Some(CrateSource { definitions, surface, .. }) => {
+                    let running = match &patching {
+                        Some(_) => RunningCode::read(&unit, &build, plan, surface).map_err(|err| format!("{err:#}")),
+                        None => Err("the program cannot be patched".to_string()),
+                    };
+                    (Some(LoadedDefinitions::new(definitions).with_static_imports(v0_mangling)), running)
+                }
+                None => (None, Err("the boundary changed while the program was being built".to_string())),
             };
+            let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
             boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, running });
         }
         Ok(HostState { build, tree, patching, boundaries })
@@ -157,9 +158,8 @@ impl HostState {
         if self.patching.is_none() {
             return;
         }
-        for state in self.boundaries.iter_mut().filter(|b| b.loaded.is_some() && b.unit.invocation.debug_assertions()) {
-            let files: Vec<PathBuf> = state.running.as_ref().map(|r| r.files.clone()).unwrap_or_default();
-            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &files) {
+        for (index, state) in self.boundaries.iter_mut().enumerate().filter(|(_, b)| b.loaded.is_some() && b.unit.invocation.debug_assertions()) {
+            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
             }
@@ -175,7 +175,6 @@ impl HostState {
     pub fn boundary(&self, index: usize) -> (&BoundaryState, &BoundaryFiles) {
         (&self.boundaries[index], &self.tree.boundaries[index])
     }
-
 }
 
 /// A boundary built without debug assertions, or without exports, restarts on every edit:

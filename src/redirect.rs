@@ -11,6 +11,7 @@ use anyhow::Result;
 use hot::protocol::Redirect;
 
 use crate::abi::elf::{self, FunctionCode};
+use crate::patch::reach::{readable, Stale, Unreached};
 
 /// Bytes of the jump the runtime writes (`jmp *0(%rip)` and an address).
 pub const JUMP_LEN: u64 = 14;
@@ -54,22 +55,24 @@ impl RunningCopies {
 
     /// The jumps that send every running copy of `names` to their copies in `patch` (a
     /// shared object linked at address 0, so its addresses are offsets from where it loads).
-    /// `bias` is the executable's load bias in the running program.
-    pub fn plan(&self, names: &[String], patch: &Path, bias: Option<u64>) -> Result<Vec<Redirect>, String> {
+    /// `bias` is the executable's load bias in the running program. Err names the function
+    /// that cannot be redirected, and why.
+    pub fn plan(&self, names: &[String], patch: &Path, bias: Option<u64>) -> Result<Vec<Redirect>, Stale> {
+        let stale = |name: &str, why: String| Stale { function: readable(name), why: Unreached::NotRedirectable { why } };
         if names.is_empty() {
             return Ok(Vec::new());
         }
         let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let new = elf::function_code(patch, &|name| wanted.contains(name)).map_err(|err| format!("{err:#}"))?;
+        let new = elf::function_code(patch, &|name| wanted.contains(name)).map_err(|err| stale(&names[0], format!("{err:#}")))?;
         let mut redirects = Vec::new();
         for name in names {
             let to = match new.get(name).map(Vec::as_slice) {
                 Some([one]) => one.address,
-                Some(_) => return Err(format!("the patch has several functions named `{}`", crate::patch::reach::readable(name))),
-                None => return Err(format!("the patch lacks `{}`", crate::patch::reach::readable(name))),
+                Some(_) => return Err(stale(name, "the patch has several functions of that name".to_string())),
+                None => return Err(stale(name, "the patch lacks it".to_string())),
             };
             for copy in self.host.get(name).into_iter().flatten() {
-                let bias = bias.ok_or("the running program's load address is unknown")?;
+                let bias = bias.ok_or_else(|| stale(name, "the running program's load address is unknown".to_string()))?;
                 redirects.push(Redirect { from: copy.address.wrapping_add(bias), to, room: copy.room });
             }
             for copy in self.patches.get(name).into_iter().flatten() {

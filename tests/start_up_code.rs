@@ -77,7 +77,7 @@ fn analysis_of(base: &str, edit: impl Fn(&str) -> String) -> Analysis {
     let old = objects(dir.path(), "old", base);
     let new = objects(dir.path(), "new", &edit(base));
     let outside = Outside { has_main: true, ..Outside::default() };
-    analyse(&old, &new, &outside, &|_| Ok(())).unwrap()
+    analyse(&old, &new, &outside, &|_| Ok(()), &|_| false).unwrap()
 }
 
 fn compare(edit: impl Fn(&str) -> String) -> Changes {

@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use elf::{ElfSymbols, StaticSymbol};
-pub use source::{LoadedDefinitions, SourceSnapshot, TypeDefinitions};
+pub use source::{CrateSource, LoadedDefinitions, SourceSnapshot, TypeDefinitions};
 
 /// What the gate knows about the running host binary. Read once per host build.
 #[derive(Debug, Clone)]

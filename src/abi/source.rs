@@ -92,7 +92,7 @@ pub struct SourceSnapshot(BTreeMap<PathBuf, u64>);
 impl SourceSnapshot {
     /// Whether every file still has the contents it had when the snapshot was taken.
     pub fn unchanged(&self) -> bool {
-        self.0.iter().all(|(path, digest)| std::fs::read(path).is_ok_and(|bytes| content_digest(&bytes) == *digest))
+        self.changed_files().is_empty()
     }
 }
 
@@ -131,30 +131,46 @@ fn content_digest(bytes: &[u8]) -> u64 {
     hasher.finish()
 }
 
-impl TypeDefinitions {
+/// What the checks need from one reading of a crate's sources: its type definitions, the
+/// surface of its functions, and the contents they were read from (each file read and parsed
+/// once, so that all three describe the same contents).
+pub struct CrateSource {
+    pub definitions: TypeDefinitions,
+    pub surface: super::surface::Surface,
+    pub snapshot: SourceSnapshot,
+}
+
+impl CrateSource {
     /// Reads every Rust file of the crate (as listed by its dep-info).
-    pub fn of_files(files: &[PathBuf]) -> Result<(Self, SourceSnapshot)> {
-        let mut definitions = TypeDefinitions::default();
-        let mut snapshot = SourceSnapshot::default();
+    pub fn read(files: &[PathBuf]) -> Result<Self> {
+        let mut source =
+            CrateSource { definitions: TypeDefinitions::default(), surface: Default::default(), snapshot: SourceSnapshot::default() };
         for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            snapshot.0.insert(file.clone(), content_digest(&bytes));
-            let text = String::from_utf8_lossy(&bytes);
-            definitions.add_source(&text, file).with_context(|| format!("cannot parse {}", file.display()))?;
+            source.snapshot.0.insert(file.clone(), content_digest(&bytes));
+            let syntax = syn::parse_file(&String::from_utf8_lossy(&bytes)).with_context(|| format!("cannot parse {}", file.display()))?;
+            source.definitions.add_syntax(&syntax, file);
+            source.surface.add_syntax(&syntax, file);
         }
-        Ok((definitions, snapshot))
+        Ok(source)
+    }
+}
+
+impl TypeDefinitions {
+    #[cfg(test)]
+    fn add_source(&mut self, text: &str, file: &Path) -> Result<()> {
+        self.add_syntax(&syn::parse_file(text)?, file);
+        Ok(())
     }
 
-    fn add_source(&mut self, text: &str, file: &Path) -> Result<()> {
-        let syntax = syn::parse_file(text)?;
+    fn add_syntax(&mut self, syntax: &syn::File, file: &Path) {
         if syntax.items.iter().any(is_decline) {
             self.2.insert(file.to_path_buf());
         }
         let mut collector =
             Collector { file: file.to_path_buf(), modules: vec![ModuleScope::default()], out: &mut self.0, declared: &mut self.1 };
-        collector.visit_file(&syntax);
+        collector.visit_file(syntax);
         collector.close_module();
-        Ok(())
     }
 
     /// The statics the source declares (`static` items anywhere, `thread_local!` and
@@ -659,7 +675,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lib.rs");
         std::fs::write(&file, "struct A;").unwrap();
-        let (_, snapshot) = TypeDefinitions::of_files(std::slice::from_ref(&file)).unwrap();
+        let snapshot = CrateSource::read(std::slice::from_ref(&file)).unwrap().snapshot;
         assert!(snapshot.unchanged());
         std::fs::write(&file, "struct B;").unwrap();
         assert!(!snapshot.unchanged());

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use quote::ToTokens;
 use syn::visit::Visit;
 
@@ -28,20 +27,10 @@ pub struct Surface {
 }
 
 impl Surface {
-    pub fn of_files(files: &[PathBuf]) -> Result<Self> {
-        let mut surface = Surface::default();
-        for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            surface.add_source(&text, file).with_context(|| format!("cannot parse {}", file.display()))?;
-        }
-        Ok(surface)
-    }
-
-    pub fn add_source(&mut self, text: &str, file: &Path) -> Result<()> {
-        let syntax = syn::parse_file(text)?;
+    /// Adds the functions of one parsed file (see `source::CrateSource`, which reads them).
+    pub fn add_syntax(&mut self, syntax: &syn::File, file: &Path) {
         let mut collector = Collector { file: file.to_path_buf(), path: Vec::new(), surface: self };
-        collector.visit_file(&syntax);
-        Ok(())
+        collector.visit_file(syntax);
     }
 
     /// The first function of `self` whose signature `newer` changed or removed, described.
@@ -165,7 +154,7 @@ mod tests {
 
     fn surface(text: &str) -> Surface {
         let mut surface = Surface::default();
-        surface.add_source(text, Path::new("lib.rs")).unwrap();
+        surface.add_syntax(&syn::parse_file(text).unwrap(), Path::new("lib.rs"));
         surface
     }
 

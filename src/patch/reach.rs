@@ -42,12 +42,9 @@ pub struct Outside {
 
 impl Outside {
     /// Reads `objects` (the host crate's and other workspace crates', with each one's crate
-    /// name) for references to and copies of `crate_name`'s code.
-    pub fn read(crate_name: &str, boundary: &[ObjectFile], objects: &[(String, Vec<ObjectFile>)]) -> Result<Self> {
-        let defined: HashSet<String> = {
-            let code = Code::read(boundary)?;
-            code.function_names().map(str::to_string).collect()
-        };
+    /// name) for references to and copies of `crate_name`'s code, whose own objects define the
+    /// functions `defined`.
+    pub fn read(crate_name: &str, defined: &HashSet<String>, objects: &[(String, Vec<ObjectFile>)]) -> Result<Self> {
         let mut outside = Outside::default();
         for (owner, files) in objects {
             let code = Code::read(files)?;
@@ -109,8 +106,15 @@ pub struct Analysis {
 pub type CanRedirect<'a> = dyn Fn(&str) -> Result<(), String> + 'a;
 
 /// Compares `new` with `old` (the code the running program runs) and decides how each change
-/// takes effect.
-pub fn analyse(old: &[ObjectFile], new: &[ObjectFile], outside: &Outside, can_redirect: &CanRedirect) -> Result<Analysis> {
+/// takes effect. `body_changed` tells, from the source, whether the item of a copy another
+/// crate compiled changed: the boundary may have no compiled copy of it to compare.
+pub fn analyse(
+    old: &[ObjectFile],
+    new: &[ObjectFile],
+    outside: &Outside,
+    can_redirect: &CanRedirect,
+    body_changed: &dyn Fn(&str) -> bool,
+) -> Result<Analysis> {
     let old = Code::read(old)?;
     let new = Code::read(new)?;
     let diff = codediff::diff(&old, &new);
@@ -126,7 +130,7 @@ pub fn analyse(old: &[ObjectFile], new: &[ObjectFile], outside: &Outside, can_re
     // Copies other crates compiled: a changed item of which the host holds its own copy.
     let changed_items: HashSet<String> = diff.changed.iter().map(|n| item_path(n)).collect();
     for (item, owner) in &outside.copies {
-        if changed_items.contains(item) {
+        if changed_items.contains(item) || body_changed(item) {
             stale.insert((item.clone(), Unreached::CompiledInto { crate_name: owner.clone() }));
         }
     }

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hot::protocol::ReloadOutcome;
 
-use crate::abi::surface::Surface;
-use crate::abi::{self, TypeDefinitions};
+use crate::abi::{self, CrateSource};
 use crate::build::UnitObjects;
 use crate::events::{ms, Event, Events, Patched, Refusal};
 use crate::host::HostState;
@@ -88,9 +87,9 @@ impl Attempt<'_> {
         let files = self.host.tree.boundary_files(index);
         self.events.emit(Event::Command { command: format!("{} (the boundary's command, for a patch)", unit.invocation.rustc.display()) });
         let compiling = patch::start_compile(&unit, self.tool, &dirs)?;
-        let parsed = TypeDefinitions::of_files(&files);
-        if let (Ok((definitions, _)), Some(loaded)) = (&parsed, &self.host.boundaries[index].loaded) {
-            if let Some(what) = loaded.first_difference(definitions) {
+        let parsed = CrateSource::read(&files);
+        if let (Ok(source), Some(loaded)) = (&parsed, &self.host.boundaries[index].loaded) {
+            if let Some(what) = loaded.first_difference(&source.definitions) {
                 compiling.abandon();
                 return refuse(Refusal::TypeChanged { what, boundary });
             }
@@ -105,9 +104,9 @@ impl Attempt<'_> {
         let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
         // A module was added or removed: read the crate's files as rustc just listed them.
         let reread = sorted(&new_files) != sorted(&files);
-        let parsed = if reread { TypeDefinitions::of_files(&new_files) } else { parsed };
-        let current = match parsed {
-            Ok((definitions, snapshot)) if snapshot.unchanged() => definitions,
+        let parsed = if reread { CrateSource::read(&new_files) } else { parsed };
+        let CrateSource { definitions: current, surface, .. } = match parsed {
+            Ok(source) if source.snapshot.unchanged() => source,
             // rustc and the type check may have seen different contents; the edit that raced
             // is queued, and its own burst will patch it.
             Ok(_) => return Ok(PatchOutcome::Raced),
@@ -147,10 +146,6 @@ impl Attempt<'_> {
             Ok(running) => running,
             Err(why) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {why}") }),
         };
-        let surface = match Surface::of_files(&self.host.tree.boundary_files(index)) {
-            Ok(surface) => surface,
-            Err(err) => return refuse(Refusal::Failed { message: format!("cannot read the functions of `{boundary}`: {err:#}") }),
-        };
         let surface_change = running.surface.first_difference(&surface);
         let can_redirect = |name: &str| -> Result<(), String> {
             if let Some(change) = &surface_change {
@@ -166,20 +161,13 @@ impl Attempt<'_> {
         let Some(baseline) = &running.objects else {
             return refuse(Refusal::Failed { message: "the code the program runs was not compiled for comparison (no warm-up compile ran)".to_string() });
         };
-        let analysis = match patch::reach::analyse(baseline, &objects, &running.outside, &can_redirect) {
+        // A copy another crate compiled is not in the patch: the source tells whether the body
+        // of a function of that name changed.
+        let body_changed = |item: &str| running.surface.body_changed(&surface, item.rsplit("::").next().unwrap_or(item));
+        let analysis = match patch::reach::analyse(baseline, &objects, &running.outside, &can_redirect, &body_changed) {
             Ok(analysis) => analysis,
             Err(err) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {err:#}") }),
         };
-        // Copies of generic and `#[inline]` functions that other crates compiled: their new
-        // code is not in the patch, so an edit of their body cannot take effect.
-        let mut analysis = analysis;
-        for (item, owner) in &running.outside.copies {
-            let last = item.rsplit("::").next().unwrap_or(item);
-            if running.surface.body_changed(&surface, last) && !analysis.stale.iter().any(|s| &s.function == item) {
-                let why = patch::reach::Unreached::CompiledInto { crate_name: owner.clone() };
-                analysis.stale.push(patch::reach::Stale { function: item.clone(), why });
-            }
-        }
         if !analysis.stale.is_empty() {
             let start_up_only = analysis.stale.iter().all(|s| s.why == patch::reach::Unreached::StartUp);
             return refuse(if start_up_only && running.outside.has_main {
@@ -203,11 +191,7 @@ impl Attempt<'_> {
         };
         let redirects = match running.copies.plan(&analysis.redirect, &patch_path, homes.bias) {
             Ok(redirects) => redirects,
-            Err(why) => {
-                let function = analysis.redirect.first().map(|n| patch::reach::readable(n)).unwrap_or_default();
-                let why = patch::reach::Unreached::NotRedirectable { why };
-                return refuse(Refusal::Stale { changes: vec![patch::reach::Stale { function, why }] });
-            }
+            Err(stale) => return refuse(Refusal::Stale { changes: vec![stale] }),
         };
         let check_time = checked.elapsed();
 

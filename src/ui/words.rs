@@ -333,7 +333,7 @@ impl fmt::Display for Refusal {
                 )
             }
             Refusal::Stale { changes } => {
-                let first = changes.first().map(|c| stale_words(c)).unwrap_or_default();
+                let first = changes.first().map(stale_words).unwrap_or_default();
                 let more = if changes.len() > 1 { format!(" (and {} more)", changes.len() - 1) } else { String::new() };
                 write!(f, "{first}{more}, so a patch would leave the old code answering")
             }
