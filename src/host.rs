@@ -166,6 +166,14 @@ impl HostState {
         }
     }
 
+    /// Waits (at most `timeout` in all) until every warm-up compile has read its sources.
+    pub fn wait_until_warm_ups_read_their_sources(&mut self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        for warmup in self.boundaries.iter_mut().filter_map(|b| b.warmup.as_mut()) {
+            warmup.wait_until_sources_read(deadline);
+        }
+    }
+
     /// Kills the warm-up compiles still running (dropping one kills it).
     pub fn stop_warm_ups(&mut self) {
         self.boundaries.iter_mut().for_each(|b| b.warmup = None);

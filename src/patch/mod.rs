@@ -278,11 +278,25 @@ pub struct Warmup {
 impl Warmup {
     pub fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf]) -> Result<Warmup> {
         let sources = crate::abi::SourceSnapshot::of_files(files);
+        // Its dep-info says when it has read the sources: the previous compile's must not.
+        let dep_info = dirs.dep_info(unit);
+        let _ = std::fs::remove_file(&dep_info);
         let mut command = command(unit, tool, dirs)?;
         command.stdout(Stdio::null()).stderr(Stdio::null());
         crate::sys::at_low_priority(&mut command);
         let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-        Ok(Warmup { child: Some(child), sources, dep_info: dirs.dep_info(unit) })
+        Ok(Warmup { child: Some(child), sources, dep_info })
+    }
+
+    /// Waits until rustc has read the sources (its dep-info is written right after macro
+    /// expansion, once every file is loaded), it has ended, or `deadline` has passed.
+    pub fn wait_until_sources_read(&mut self, deadline: Instant) {
+        while !self.dep_info.exists() && Instant::now() < deadline {
+            match self.child.as_mut().map(|child| child.try_wait()) {
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(2)),
+                _ => return,
+            }
+        }
     }
 
     /// Waits until the warm-up has ended (at once if it has). Ok when it compiled the sources
