@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_hot::patch::reach::{analyse, Analysis, Outside, Unreached};
+use cargo_hot::patch::reach::{analyse, Analysis, CanRedirect, NotRedirected, Outside, Unreached};
 use cargo_hot::patch::ObjectFile;
 
 /// What an edit of the binary changed, by where the changed code runs.
@@ -73,11 +73,15 @@ fn objects(dir: &Path, name: &str, source: &str) -> Vec<ObjectFile> {
 
 /// The analysis of an edit of `base`, every function redirectable.
 fn analysis_of(base: &str, edit: impl Fn(&str) -> String) -> Analysis {
+    analysis_with(base, edit, &|_| Ok(()))
+}
+
+fn analysis_with(base: &str, edit: impl Fn(&str) -> String, can_redirect: &CanRedirect) -> Analysis {
     let dir = tempfile::tempdir().unwrap();
     let old = objects(dir.path(), "old", base);
     let new = objects(dir.path(), "new", &edit(base));
     let outside = Outside { has_main: true, ..Outside::default() };
-    analyse(&old, &new, &outside, &|_| Ok(()), &|_| false).unwrap()
+    analyse(&old, &new, &outside, can_redirect, &|_| false).unwrap()
 }
 
 fn compare(edit: impl Fn(&str) -> String) -> Changes {
@@ -152,6 +156,17 @@ fn a_method_reached_through_a_vtable_built_before_the_patch_is_redirected() {
     assert!(found.stale.is_empty(), "{found:?}");
     assert_eq!(found.redirect.len(), 1, "{found:?}");
     assert!(found.redirect[0].contains("describe"), "{found:?}");
+}
+
+#[test]
+fn a_held_method_that_cannot_be_redirected_restarts_it_does_not_stop_at_the_export_that_built_it() {
+    let cannot = |_: &str| Err(NotRedirected::Cannot("a signature changed".to_string()));
+    let found = analysis_with(HELD, |s| s.replace("memory v1", "memory v2"), &cannot);
+    assert!(found.redirect.is_empty(), "{found:?}");
+    assert!(
+        found.stale.iter().any(|s| s.function.contains("describe") && matches!(s.why, Unreached::NotRedirectable { .. })),
+        "the vtable the host holds would keep the old method: {found:?}"
+    );
 }
 
 #[test]

@@ -101,9 +101,21 @@ pub struct Analysis {
     pub also_run_at_start_up: Vec<String>,
 }
 
+/// Why a function is not redirected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRedirected {
+    /// A closure or `async` body, or a function whose result's layout its body decides (an
+    /// `async fn`'s future, an `impl Trait`): it takes effect through the functions that call
+    /// or create it.
+    ThroughCreators,
+    /// Its running copies must not jump to the new code (why): a change that needs it
+    /// restarts.
+    Cannot(String),
+}
+
 /// What decides whether a function may be redirected, from outside the compiled code (the
-/// running program's copy of it, the source's surface): Err(why) when it must not be.
-pub type CanRedirect<'a> = dyn Fn(&str) -> Result<(), String> + 'a;
+/// running program's copy of it, the source's surface).
+pub type CanRedirect<'a> = dyn Fn(&str) -> Result<(), NotRedirected> + 'a;
 
 /// Compares `new` with `old` (the code the running program runs) and decides how each change
 /// takes effect. `body_changed` tells, from the source, whether the item of a copy another
@@ -162,12 +174,16 @@ pub fn analyse(
                     }
                 }
                 // Its creators must run new code instead.
-                Err(_) => queue.extend(old.nodes_of(&[name.as_str()])),
+                Err(NotRedirected::ThroughCreators) => queue.extend(old.nodes_of(&[name.as_str()])),
+                Err(NotRedirected::Cannot(why)) => {
+                    stale.insert((readable(name), Unreached::NotRedirectable { why }));
+                }
             }
         }
-        // Up from each function that cannot be redirected, through what refers to it (its
-        // callers, the vtables that hold it and the code that builds them), to functions
-        // that can be, or to export entries, which the patch switches.
+        // Up from each function that takes effect through its creators, through what refers to
+        // it (its callers, the vtables that hold it and the code that builds them), to
+        // functions that are redirected, or to export entries, which the patch switches. A
+        // creator that cannot be redirected would keep creating the old one: restart.
         while let Some(node) = queue.pop_front() {
             if !seen.insert(node) {
                 continue;
@@ -182,11 +198,22 @@ pub fn analyse(
                 if old.is_entry(*referrer) || seen.contains(referrer) {
                     continue;
                 }
-                match old.function_at(*referrer) {
-                    Some(caller) if redirectable(caller, can_redirect).is_ok() && new.defines(caller) => {
+                let Some(caller) = old.function_at(*referrer) else {
+                    queue.push_back(*referrer); // data: a vtable, a table of function pointers
+                    continue;
+                };
+                match redirectable(caller, can_redirect) {
+                    Ok(()) if new.defines(caller) => {
                         redirect.insert(caller.to_string());
                     }
-                    _ => queue.push_back(*referrer),
+                    Ok(()) => {
+                        let why = "the new code no longer has it, and code built before the patch may still call it".to_string();
+                        stale.insert((readable(caller), Unreached::NotRedirectable { why }));
+                    }
+                    Err(NotRedirected::ThroughCreators) => queue.push_back(*referrer),
+                    Err(NotRedirected::Cannot(why)) => {
+                        stale.insert((readable(caller), Unreached::NotRedirectable { why }));
+                    }
                 }
             }
         }
@@ -202,9 +229,9 @@ pub fn analyse(
 /// Closures and `async` bodies are never redirected: an old value of one (a boxed callback, a
 /// suspended future) would run new code over old captured state. Everything else is up to
 /// `can_redirect`.
-fn redirectable(name: &str, can_redirect: &CanRedirect) -> Result<(), String> {
+fn redirectable(name: &str, can_redirect: &CanRedirect) -> Result<(), NotRedirected> {
     if is_closure_or_async_body(name) {
-        return Err("a closure or async body".to_string());
+        return Err(NotRedirected::ThroughCreators);
     }
     can_redirect(name)
 }

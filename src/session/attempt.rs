@@ -12,6 +12,7 @@ use crate::abi::{self, CrateSource};
 use crate::build::UnitObjects;
 use crate::events::{ms, Event, Events, Patched, Refusal};
 use crate::host::HostState;
+use crate::patch::reach::NotRedirected;
 use crate::patch::{self, bind::Homes};
 use crate::supervisor::Supervisor;
 
@@ -147,16 +148,17 @@ impl Attempt<'_> {
             Err(why) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {why}") }),
         };
         let surface_change = running.surface.first_difference(&surface);
-        let can_redirect = |name: &str| -> Result<(), String> {
+        let can_redirect = |name: &str| -> Result<(), NotRedirected> {
             if let Some(change) = &surface_change {
-                return Err(format!("{change}, so the same function may now take other arguments"));
+                return Err(NotRedirected::Cannot(format!("{change}, so the same function may now take other arguments")));
             }
+            // An `async fn`'s future or an `impl Trait`: its layout is its body's.
             let item = patch::reach::item_path(name);
             let last = item.rsplit("::").next().unwrap_or(&item);
             if surface.has_opaque_result(last) || running.surface.has_opaque_result(last) {
-                return Err("it returns an `async fn`'s future or an `impl Trait`, whose layout its body decides".to_string());
+                return Err(NotRedirected::ThroughCreators);
             }
-            running.copies.check(name)
+            running.copies.check(name).map_err(NotRedirected::Cannot)
         };
         let Some(baseline) = &running.objects else {
             return refuse(Refusal::Failed { message: "the code the program runs was not compiled for comparison (no warm-up compile ran)".to_string() });

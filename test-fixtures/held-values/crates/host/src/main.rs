@@ -35,6 +35,10 @@ fn main() {
                 "/generic" => logic::generic_label::<HostKey>(),
                 "/inline" => logic::inline_label(),
                 "/greeting" => logic::GREETING.to_string(),
+                "/drop" => {
+                    drop(logic::make_guard());
+                    logic::last_drop()
+                }
                 _ => "not found".to_string(),
             };
             let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());

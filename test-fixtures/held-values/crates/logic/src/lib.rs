@@ -10,8 +10,12 @@ struct Memory {
 
 impl Describe for Memory {
     fn describe(&self) -> String {
-        format!("store v1 items={}", self.items)
+        format!("store v1 items={}", scale(self.items))
     }
+}
+
+fn scale(items: u32) -> u32 {
+    items
 }
 
 /// Called once, at start-up: the host keeps the store behind its vtable.
@@ -48,3 +52,24 @@ pub fn inline_label() -> String {
 
 /// Read by the host directly.
 pub static GREETING: &str = "greeting v1";
+
+/// The host drops these: its drop glue calls the `Drop` impl directly.
+pub struct Guard;
+
+static LAST_DROP: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        *LAST_DROP.lock().unwrap() = "dropped v1".to_string();
+    }
+}
+
+#[hot::export]
+pub fn make_guard() -> Guard {
+    Guard
+}
+
+#[hot::export]
+pub fn last_drop() -> String {
+    LAST_DROP.lock().unwrap().clone()
+}
