@@ -139,13 +139,13 @@ mod linux {
     }
 
     /// The threads of this process, into `out` (its capacity is never exceeded: nothing is
-    /// allocated).
-    fn list_threads(out: &mut Vec<i32>) -> Result<(), String> {
+    /// allocated, here or in the error, since other threads may be parked).
+    fn list_threads(out: &mut Vec<i32>) -> Result<(), &'static str> {
         out.clear();
         // SAFETY: the path is a NUL-terminated literal; the descriptor is closed below.
         let fd = unsafe { libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
-            return Err(format!("cannot list the threads: {}", std::io::Error::last_os_error()));
+            return Err("cannot list the threads of the program in /proc/self/task");
         }
         let mut buffer = [0u8; 4096];
         loop {
@@ -242,7 +242,9 @@ mod linux {
     }
 
     /// Parks every other thread, runs `write` with their interrupted instruction pointers,
-    /// and releases them. Ok(what `write` returned).
+    /// and releases them. Ok(what `write` returned). Nothing is allocated while threads are
+    /// parked (one of them may hold the allocator's lock): the buffers are made first, and the
+    /// error is a static text until they are released.
     fn stopped(write: impl FnOnce(&[u64]) -> bool) -> Result<bool, String> {
         let mut threads: Vec<i32> = Vec::with_capacity(MAX_THREADS);
         let mut signalled: Vec<i32> = Vec::with_capacity(MAX_THREADS);
@@ -271,7 +273,7 @@ mod linux {
                 let deadline = Instant::now() + Duration::from_secs(2);
                 while ARRIVED.load(Ordering::Acquire) < signalled.len() {
                     if Instant::now() > deadline {
-                        return Err("a thread of the program did not stop to let its code be redirected".to_string());
+                        return Err("a thread of the program did not stop to let its code be redirected");
                     }
                     std::hint::spin_loop();
                     // SAFETY: sched_yield has no preconditions.
@@ -283,7 +285,7 @@ mod linux {
             }
             let recorded = SLOTS.load(Ordering::Acquire);
             if recorded > MAX_THREADS {
-                return Err(format!("the program has more than {MAX_THREADS} threads"));
+                return Err("the program has more threads than a redirect can stop");
             }
             pcs.extend(PCS[..recorded].iter().map(|pc| pc.load(Ordering::Acquire)));
             Ok(write(&pcs))
@@ -294,7 +296,7 @@ mod linux {
             // SAFETY: sched_yield has no preconditions.
             unsafe { libc::sched_yield() };
         }
-        outcome
+        outcome.map_err(str::to_string)
     }
 }
 
