@@ -41,8 +41,6 @@ pub struct Code<'data> {
     /// The function each code section defines: calls to a local function go through its
     /// section's symbol, and must count as a call by name, not as the callee's content.
     section_functions: HashMap<Node, String>,
-    /// Names the objects reference but do not define.
-    undefined: HashSet<&'data str>,
     /// Section → the sections whose relocations point into it.
     referrers: HashMap<Node, Vec<Node>>,
 }
@@ -54,22 +52,13 @@ impl<'data> Code<'data> {
             .map(|o| object::File::parse(&*o.data).with_context(|| format!("cannot read the object {}", o.name)))
             .collect::<Result<_>>()?;
         let mut globals: HashMap<&'data str, Node> = HashMap::new();
-        let mut undefined = HashSet::new();
         for (index, file) in files.iter().enumerate() {
-            for symbol in file.symbols() {
-                let Ok(name) = symbol.name() else { continue };
-                if symbol.is_undefined() {
-                    if !name.is_empty() {
-                        undefined.insert(name);
-                    }
-                } else if symbol.is_definition() && symbol.is_global() {
-                    if let Some(section) = symbol.section_index() {
-                        globals.insert(name, (index, section));
-                    }
+            for symbol in file.symbols().filter(|s| s.is_definition() && s.is_global()) {
+                if let (Ok(name), Some(section)) = (symbol.name(), symbol.section_index()) {
+                    globals.insert(name, (index, section));
                 }
             }
         }
-        undefined.retain(|name| !globals.contains_key(name));
         let mut code = Code {
             files: Vec::new(),
             globals,
@@ -77,7 +66,6 @@ impl<'data> Code<'data> {
             edges: HashMap::new(),
             entries: Vec::new(),
             section_functions: HashMap::new(),
-            undefined,
             referrers: HashMap::new(),
         };
         for (index, file) in files.iter().enumerate() {
@@ -141,10 +129,6 @@ impl<'data> Code<'data> {
         self.functions.contains_key(name) || self.globals.contains_key(name)
     }
 
-    /// Names referenced by the objects and defined elsewhere.
-    pub fn undefined(&self) -> &HashSet<&'data str> {
-        &self.undefined
-    }
 
     /// The sections defining these names (functions or data).
     pub fn nodes_of(&self, names: &[&str]) -> Vec<Node> {
@@ -217,6 +201,45 @@ impl<'data> Code<'data> {
             }
         }
         self.functions.iter().filter(|(_, nodes)| nodes.iter().any(|n| seen.contains(n))).map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// The names a set of object files defines and needs, from their symbol tables alone (no
+/// relocations read): what the rest of a program refers to is known without building its
+/// graph.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolNames {
+    /// Functions defined (local copies included).
+    pub functions: HashSet<String>,
+    /// Names referenced and defined by none of the objects.
+    pub undefined: HashSet<String>,
+}
+
+impl SymbolNames {
+    pub fn read(objects: &[ObjectFile]) -> Result<Self> {
+        let mut names = SymbolNames::default();
+        let mut globals = HashSet::new();
+        for object in objects {
+            let file = object::File::parse(&*object.data).with_context(|| format!("cannot read the object {}", object.name))?;
+            for symbol in file.symbols() {
+                let Ok(name) = symbol.name() else { continue };
+                if name.is_empty() {
+                    continue;
+                }
+                if symbol.is_undefined() {
+                    names.undefined.insert(name.to_string());
+                } else if symbol.is_definition() {
+                    if symbol.is_global() {
+                        globals.insert(name.to_string());
+                    }
+                    if symbol.kind() == SymbolKind::Text {
+                        names.functions.insert(name.to_string());
+                    }
+                }
+            }
+        }
+        names.undefined.retain(|name| !globals.contains(name));
+        Ok(names)
     }
 }
 

@@ -52,27 +52,44 @@ pub struct BoundaryState {
 
 /// The boundary's code as the running program has it: the compiled code of its newest
 /// version (the build's, then each applied patch's), the source surface of its functions,
-/// where each function's copies are, and what the host's other code refers to.
+/// and how the rest of the program reaches it.
 pub struct RunningCode {
     /// None until the warm-up compile gave them (a library boundary; see `patch::Warmup`).
     pub objects: Option<Vec<crate::patch::ObjectFile>>,
     pub surface: crate::abi::surface::Surface,
+    /// None until read, once the program has started (see
+    /// [`HostState::read_program_views`]).
+    pub program: Option<ProgramView>,
+}
+
+/// Where each of the boundary's functions has copies in the running program, and what the
+/// program's other code refers to: read from the host binary and the other objects of its
+/// link, which takes a while on a large host.
+pub struct ProgramView {
     pub copies: crate::redirect::RunningCopies,
     pub outside: crate::patch::reach::Outside,
 }
 
 impl RunningCode {
-    fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan, surface: crate::abi::surface::Surface) -> Result<Self> {
+    fn new(unit: &BoundaryUnit, surface: crate::abi::surface::Surface) -> Result<Self> {
+        // A patch of the binary is compiled with cargo's own flags: its objects compare as
+        // they are. A library's patch has its own flags: the warm-up gives its baseline.
+        let objects = match &unit.objects {
+            UnitObjects::Binary { baseline } => Some(crate::patch::ObjectSource::Dir(baseline.clone()).read()?),
+            UnitObjects::Rlib(_) => None,
+        };
+        Ok(RunningCode { objects, surface, program: None })
+    }
+}
+
+impl ProgramView {
+    fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<Self> {
         use crate::patch::ObjectSource;
         let (source, has_main) = match &unit.objects {
             UnitObjects::Rlib(rlib) => (ObjectSource::Rlib(rlib.clone()), false),
             UnitObjects::Binary { baseline } => (ObjectSource::Dir(baseline.clone()), true),
         };
-        let built = source.read()?;
-        let names: std::collections::HashSet<String> = {
-            let code = crate::codediff::Code::read(&built)?;
-            code.function_names().map(str::to_string).collect()
-        };
+        let names = crate::codediff::SymbolNames::read(&source.read()?)?.functions;
         let copies = crate::redirect::RunningCopies::of_host(&build.executable, &names)?;
         let mut others = Vec::new();
         if !has_main {
@@ -93,10 +110,7 @@ impl RunningCode {
         }
         let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
         outside.has_main = has_main;
-        // A patch of the binary is compiled with cargo's own flags: its objects compare as
-        // they are. A library's patch has its own flags: the warm-up gives its baseline.
-        let objects = has_main.then_some(built);
-        Ok(RunningCode { objects, surface, copies, outside })
+        Ok(ProgramView { copies, outside })
     }
 }
 
@@ -139,7 +153,7 @@ impl HostState {
             let (loaded, running) = match source {
                 Some(CrateSource { definitions, surface, .. }) => {
                     let running = match &patching {
-                        Some(_) => RunningCode::read(&unit, &build, plan, surface).map_err(|err| format!("{err:#}")),
+                        Some(_) => RunningCode::new(&unit, surface).map_err(|err| format!("{err:#}")),
                         None => Err("the program cannot be patched".to_string()),
                     };
                     (Some(LoadedDefinitions::new(definitions).with_static_imports(v0_mangling)), running)
@@ -162,6 +176,19 @@ impl HostState {
             match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
+            }
+        }
+    }
+
+    /// Reads how the running program reaches each boundary (see [`ProgramView`]): after the
+    /// program has started, so that a restart does not wait for it. A boundary whose view
+    /// cannot be read restarts on every edit, saying why.
+    pub fn read_program_views(&mut self, plan: &Plan) {
+        for state in &mut self.boundaries {
+            let Ok(running) = &mut state.running else { continue };
+            match ProgramView::read(&state.unit, &self.build, plan) {
+                Ok(view) => running.program = Some(view),
+                Err(err) => state.running = Err(format!("{err:#}")),
             }
         }
     }

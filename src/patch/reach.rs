@@ -24,7 +24,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use anyhow::Result;
 
-use crate::codediff::{self, Code, FunctionDiff, Node};
+use crate::codediff::{self, Code, FunctionDiff, Node, SymbolNames};
 
 use super::ObjectFile;
 
@@ -47,9 +47,9 @@ impl Outside {
     pub fn read(crate_name: &str, defined: &HashSet<String>, objects: &[(String, Vec<ObjectFile>)]) -> Result<Self> {
         let mut outside = Outside::default();
         for (owner, files) in objects {
-            let code = Code::read(files)?;
-            outside.references.extend(code.undefined().iter().map(|n| n.to_string()));
-            for name in code.function_names() {
+            let names = SymbolNames::read(files)?;
+            outside.references.extend(names.undefined);
+            for name in &names.functions {
                 if defined.contains(name) {
                     continue;
                 }

@@ -11,7 +11,7 @@ use hot::protocol::ReloadOutcome;
 use crate::abi::{self, CrateSource};
 use crate::build::UnitObjects;
 use crate::events::{ms, Event, Events, Patched, Refusal};
-use crate::host::HostState;
+use crate::host::{HostState, RunningCode};
 use crate::patch::reach::NotRedirected;
 use crate::patch::{self, bind::Homes};
 use crate::supervisor::Supervisor;
@@ -143,8 +143,9 @@ impl Attempt<'_> {
         let objects = dirs.objects(&unit).read()?;
         // How each change of the compiled code takes effect in the running program: through
         // the switched exports, by redirecting the running copies, or not at all (restart).
-        let running = match &self.host.boundaries[index].running {
-            Ok(running) => running,
+        let (running, program) = match &self.host.boundaries[index].running {
+            Ok(running @ RunningCode { program: Some(program), .. }) => (running, program),
+            Ok(_) => return refuse(Refusal::Failed { message: "how the running program reaches the boundary was not read".to_string() }),
             Err(why) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {why}") }),
         };
         let surface_change = running.surface.first_difference(&surface);
@@ -158,7 +159,7 @@ impl Attempt<'_> {
             if surface.has_opaque_result(last) || running.surface.has_opaque_result(last) {
                 return Err(NotRedirected::ThroughCreators);
             }
-            running.copies.check(name).map_err(NotRedirected::Cannot)
+            program.copies.check(name).map_err(NotRedirected::Cannot)
         };
         let Some(baseline) = &running.objects else {
             return refuse(Refusal::Failed { message: "the code the program runs was not compiled for comparison (no warm-up compile ran)".to_string() });
@@ -166,13 +167,13 @@ impl Attempt<'_> {
         // A copy another crate compiled is not in the patch: the source tells whether the body
         // of a function of that name changed.
         let body_changed = |item: &str| running.surface.body_changed(&surface, item.rsplit("::").next().unwrap_or(item));
-        let analysis = match patch::reach::analyse(baseline, &objects, &running.outside, &can_redirect, &body_changed) {
+        let analysis = match patch::reach::analyse(baseline, &objects, &program.outside, &can_redirect, &body_changed) {
             Ok(analysis) => analysis,
             Err(err) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {err:#}") }),
         };
         if !analysis.stale.is_empty() {
             let start_up_only = analysis.stale.iter().all(|s| s.why == patch::reach::Unreached::StartUp);
-            return refuse(if start_up_only && running.outside.has_main {
+            return refuse(if start_up_only && program.outside.has_main {
                 Refusal::StartUpOnly { functions: analysis.stale.iter().map(|s| s.function.clone()).collect() }
             } else {
                 Refusal::Stale { changes: analysis.stale }
@@ -191,7 +192,7 @@ impl Attempt<'_> {
             Ok(approved) => approved,
             Err(rejection) => return refuse(Refusal::Gate { rejection }),
         };
-        let redirects = match running.copies.plan(&analysis.redirect, &patch_path, homes.bias) {
+        let redirects = match program.copies.plan(&analysis.redirect, &patch_path, homes.bias) {
             Ok(redirects) => redirects,
             Err(stale) => return refuse(Refusal::Stale { changes: vec![stale] }),
         };
@@ -202,7 +203,7 @@ impl Attempt<'_> {
                 if let Ok(running) = &mut self.host.boundaries[index].running {
                     running.objects = Some(new_objects);
                     running.surface = surface;
-                    if let Err(err) = running.copies.add_patch(&patch_path, base) {
+                    if let Some(Err(err)) = running.program.as_mut().map(|program| program.copies.add_patch(&patch_path, base)) {
                         self.events.warn(format!("cannot read the functions of {}: {err:#}", patch_path.display()));
                     }
                 }

@@ -491,6 +491,9 @@ impl Session {
             host.wait_until_warm_ups_read_their_sources(WARM_UP_READ_TIMEOUT);
         }
         self.supervisor.start(StartRequest { launch, build_ms, trigger, trigger_at, cause })?;
+        if self.restart_only.is_none() {
+            self.host.as_mut().expect("set above").read_program_views(&self.plan);
+        }
         Ok(())
     }
 
