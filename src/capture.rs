@@ -68,6 +68,25 @@ impl RustcInvocation {
         None
     }
 
+    /// The crate's root source file (absolute): the one positional `.rs` argument.
+    pub fn crate_root(&self) -> Option<PathBuf> {
+        let mut args = self.args.iter();
+        while let Some(arg) = args.next() {
+            if matches!(
+                arg.as_str(),
+                "--cfg" | "--check-cfg" | "-C" | "--codegen" | "-L" | "--extern" | "--out-dir" | "--crate-name" | "--edition" | "--crate-type"
+                    | "--cap-lints" | "--error-format" | "--json" | "-A" | "-W" | "-D" | "-F" | "--target" | "--emit"
+            ) {
+                args.next();
+                continue;
+            }
+            if !arg.starts_with('-') && arg.ends_with(".rs") {
+                return Some(self.cwd.join(arg));
+            }
+        }
+        None
+    }
+
     pub fn crate_name(&self) -> Option<&str> {
         self.flag("--crate-name")
     }

@@ -118,6 +118,9 @@ pub struct Patched {
     pub redirected_copies: usize,
     /// Functions whose compiled code changed.
     pub functions_changed: usize,
+    /// The boundary's types whose layout changed, none of whose old values can meet the new
+    /// code (request-local types: see `layout`).
+    pub layouts_changed: Vec<String>,
 }
 
 /// A program that exited on its own.
@@ -220,6 +223,11 @@ pub enum RestartCause {
 pub enum Refusal {
     /// A type definition the program has loaded changed (or a static's type).
     TypeChanged { what: String, boundary: String },
+    /// A type's layout changed and values of it made by the old code can meet the new code
+    /// (or the reverse): decided from the compiled types (see `layout`).
+    LayoutHeld { held: crate::layout::HeldLayout, boundary: String },
+    /// An edit that could change a layout, which cannot be checked (why).
+    LayoutUnproven { file: PathBuf, why: String },
     /// The boundary changed while the program was being built.
     ChangedDuringBuild { boundary: String },
     /// The ABI gate refused the patch.

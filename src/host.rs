@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::abi::{CrateSource, HostImage, LoadedDefinitions, SourceSnapshot};
 use crate::build::{self, BoundaryUnit, HostBuild, UnitObjects};
@@ -57,6 +57,8 @@ pub struct RunningCode {
     /// None until the warm-up compile gave them (a library boundary; see `patch::Warmup`).
     pub objects: Option<Vec<crate::patch::ObjectFile>>,
     pub surface: crate::abi::surface::Surface,
+    /// What of its source could change a layout, as the running program was compiled.
+    pub skeleton: crate::layout::skeleton::Skeleton,
     /// None until read, once the program has started (see
     /// [`HostState::read_program_views`]).
     pub program: Option<ProgramView>,
@@ -68,17 +70,21 @@ pub struct RunningCode {
 pub struct ProgramView {
     pub copies: crate::redirect::RunningCopies,
     pub outside: crate::patch::reach::Outside,
+    /// The layouts of the boundary's types and where the program may hold their values, read
+    /// from the host's debug info (and updated by each patch); an error says why they could
+    /// not be (a changed layout then restarts).
+    pub types: Result<crate::layout::TypeFacts, String>,
 }
 
 impl RunningCode {
-    fn new(unit: &BoundaryUnit, surface: crate::abi::surface::Surface) -> Result<Self> {
+    fn new(unit: &BoundaryUnit, surface: crate::abi::surface::Surface, skeleton: crate::layout::skeleton::Skeleton) -> Result<Self> {
         // A patch of the binary is compiled with cargo's own flags: its objects compare as
         // they are. A library's patch has its own flags: the warm-up gives its baseline.
         let objects = match &unit.objects {
             UnitObjects::Binary { baseline } => Some(crate::patch::ObjectSource::Dir(baseline.clone()).read()?),
             UnitObjects::Rlib(_) => None,
         };
-        Ok(RunningCode { objects, surface, program: None })
+        Ok(RunningCode { objects, surface, skeleton, program: None })
     }
 }
 
@@ -110,8 +116,35 @@ impl ProgramView {
         }
         let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
         outside.has_main = has_main;
-        Ok(ProgramView { copies, outside })
+        let types = read_types(unit, build, plan).map_err(|err| format!("{err:#}"));
+        Ok(ProgramView { copies, outside, types })
     }
+}
+
+/// The boundary's types as the host was compiled with them, from its DWARF: the boundary's
+/// own compile units, and those of the workspace's other crates (the only code outside the
+/// boundary that can name its types).
+fn read_types(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<crate::layout::TypeFacts> {
+    use crate::layout::dwarf::Role;
+    let boundary_root = unit.invocation.crate_root().context("the boundary's command names no crate root")?;
+    let workspace = plan.workspace_root.clone();
+    let role = |root: &str| -> Option<Role> {
+        let root = Path::new(root);
+        if root == boundary_root {
+            Some(Role::Boundary)
+        } else {
+            root.starts_with(&workspace).then_some(Role::Outside)
+        }
+    };
+    let data = std::fs::read(&build.executable).with_context(|| format!("cannot read {}", build.executable.display()))?;
+    let mut facts = crate::layout::TypeFacts::default();
+    if !crate::layout::dwarf::read(&data, &unit.boundary.crate_name, &role, &mut facts)? {
+        anyhow::bail!(
+            "`{}` was built without debug info of its types (set `debug = \"full\"` or leave `debug` unset in the dev profile)",
+            build.executable.display()
+        );
+    }
+    Ok(facts)
 }
 
 /// The sources of every local package when a build started: compared afterwards, they say
@@ -151,9 +184,9 @@ impl HostState {
             }
             warn_if_unpatchable(&unit, plan, events);
             let (loaded, running) = match source {
-                Some(CrateSource { definitions, surface, .. }) => {
+                Some(CrateSource { definitions, surface, skeleton, .. }) => {
                     let running = match &patching {
-                        Some(_) => RunningCode::new(&unit, surface).map_err(|err| format!("{err:#}")),
+                        Some(_) => RunningCode::new(&unit, surface, skeleton).map_err(|err| format!("{err:#}")),
                         None => Err("the program cannot be patched".to_string()),
                     };
                     (Some(LoadedDefinitions::new(definitions).with_static_imports(v0_mangling)), running)

@@ -31,6 +31,7 @@ pub mod host;
 pub mod init;
 pub mod ipc;
 pub mod keys;
+pub mod layout;
 pub mod linker;
 pub mod metadata;
 pub mod patch;

@@ -61,3 +61,102 @@ fn every_edit_takes_effect_in_place_or_by_a_restart() {
     assert!(run.log()[mark..].contains("signature of `scale"), "{}", run.log());
     run.interrupt();
 }
+
+/// Layouts are decided from the compiled types: a request-local type changes freely in place;
+/// a type whose old values the program holds (in a static, behind `dyn Any`) restarts, even
+/// when no `struct` of it changed (a const sizes its array, an alias is re-pointed). A wrong
+/// patch would answer with the old memory read in the new layout (the sentinels).
+#[test]
+fn layouts_are_decided_from_the_compiled_types() {
+    let fixture = Fixture::copy("held-values");
+    let run = HotRun::start(&fixture, &[]);
+    assert_eq!(run.get("/ring").unwrap(), "ring slots=2 sentinel=42");
+    assert_eq!(run.get("/token").unwrap(), "token id=5 sentinel=42");
+    assert_eq!(
+        run.get("/tally").unwrap(),
+        "tally hits=1 bytes=2 sentinel=42"
+    );
+
+    // A field added to a type built and dropped inside the request: patched, state kept.
+    let mark = run.log().len();
+    let before = "struct Order {\n    id: u32,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7 };\n    format!(\"order id={}\", order.id)";
+    let after = "struct Order {\n    id: u32,\n    note: &'static str,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7, note: \"new\" };\n    format!(\"order id={} note={}\", order.id, order.note)";
+    assert!(
+        edit(
+            &run,
+            &fixture,
+            before,
+            after,
+            "/order",
+            "order id=7 note=new"
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log()[mark..].contains("new layout of `logic::Order`"),
+        "{}",
+        run.log()
+    );
+    assert_eq!(
+        run.get("/tally").unwrap(),
+        "tally hits=2 bytes=2 sentinel=42",
+        "the static kept its value"
+    );
+
+    // A const of a module without types sizes an array of a struct a static holds.
+    let mark = run.log().len();
+    assert!(!edit(
+        &run,
+        &fixture,
+        "pub const SLOTS: usize = 2;",
+        "pub const SLOTS: usize = 5;",
+        "/ring",
+        "ring slots=5 sentinel=42"
+    ));
+    assert!(
+        run.log()[mark..].contains("the static `logic::RING`"),
+        "{}",
+        run.log()
+    );
+
+    // An alias re-pointed to a wider type, used by a struct a static holds.
+    let mark = run.log().len();
+    assert!(!edit(
+        &run,
+        &fixture,
+        "pub type Count = u16;",
+        "pub type Count = u64;",
+        "/tally",
+        "bytes=8 sentinel=42"
+    ));
+    assert!(
+        run.log()[mark..].contains("layout of `logic::Tally` changed"),
+        "{}",
+        run.log()
+    );
+
+    // A field retyped in a type the host keeps behind `dyn Any`, downcast by the new code.
+    let mark = run.log().len();
+    let tail = "    sentinel: u64,\n}\n\n#[hot::export]\npub fn read_token(token: &(dyn std::any::Any + Send + Sync)) -> String {\n    match token.downcast_ref::<Token>() {\n        Some(token) => format!(\"token";
+    let before = format!("struct Token {{\n    id: u8,\n{tail} id=");
+    let after = format!("struct Token {{\n    id: u64,\n{tail} v2 id=");
+    assert!(
+        !edit(
+            &run,
+            &fixture,
+            &before,
+            &after,
+            "/token",
+            "token v2 id=5 sentinel=42"
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log()[mark..].contains("behind `dyn core::any::Any"),
+        "{}",
+        run.log()
+    );
+    run.interrupt();
+}

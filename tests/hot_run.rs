@@ -126,15 +126,17 @@ fn edits_outside_the_boundary_or_failing_the_gate_restart() {
     assert!(log[mark..].contains("the signature of `handlers::slow` changed"), "{log}");
     let third_pid = run.pid();
 
-    // A changed type definition of the boundary fails the gate too.
+    // A changed layout of a type the program holds (in a static) fails the gate too.
     let mark = run.log().len();
-    fixture.edit("crates/handlers/src/render.rs", "use shared::Note;", "use shared::Note;\n\npub struct Stats {\n    pub served: u32,\n}");
+    let stats = "pub struct Stats {\n    pub served: u32,\n}\n\npub static STATS: std::sync::Mutex<Stats> = std::sync::Mutex::new(Stats { served: 0 });";
+    fixture.edit("crates/handlers/src/render.rs", "use shared::Note;", &format!("use shared::Note;\n\n{stats}"));
     run.wait_for_log("patched `handlers`", mark, PATCH_WAIT);
     assert_eq!(run.pid(), third_pid, "adding a type is harmless");
     let mark = run.log().len();
     fixture.edit("crates/handlers/src/render.rs", "pub served: u32,", "pub served: u64,");
     let log = run.wait_for_log("restarted", mark, RESTART_WAIT);
-    assert!(log[mark..].contains("struct `Stats` (render.rs) changed"), "{log}");
+    assert!(log[mark..].contains("the layout of `handlers::render::Stats` changed"), "{log}");
+    assert!(log[mark..].contains("the static `handlers::render::STATS`"), "{log}");
     run.wait_for_response("/pid", RESTART_WAIT, |pid| pid.trim() != third_pid.to_string());
 }
 

@@ -137,6 +137,8 @@ fn content_digest(bytes: &[u8]) -> u64 {
 pub struct CrateSource {
     pub definitions: TypeDefinitions,
     pub surface: super::surface::Surface,
+    /// What of the source could change a layout (see `layout::skeleton`).
+    pub skeleton: crate::layout::skeleton::Skeleton,
     pub snapshot: SourceSnapshot,
 }
 
@@ -144,13 +146,14 @@ impl CrateSource {
     /// Reads every Rust file of the crate (as listed by its dep-info).
     pub fn read(files: &[PathBuf]) -> Result<Self> {
         let mut source =
-            CrateSource { definitions: TypeDefinitions::default(), surface: Default::default(), snapshot: SourceSnapshot::default() };
+            CrateSource { definitions: TypeDefinitions::default(), surface: Default::default(), skeleton: Default::default(), snapshot: SourceSnapshot::default() };
         for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             source.snapshot.0.insert(file.clone(), content_digest(&bytes));
             let syntax = syn::parse_file(&String::from_utf8_lossy(&bytes)).with_context(|| format!("cannot parse {}", file.display()))?;
             source.definitions.add_syntax(&syntax, file);
             source.surface.add_syntax(&syntax, file);
+            source.skeleton.add_syntax(&syntax, file);
         }
         Ok(source)
     }
@@ -213,8 +216,22 @@ impl LoadedDefinitions {
     /// The first loaded definition that `newer` changes or removes, described for the
     /// developer; None when `newer` only adds definitions.
     pub fn first_difference(&self, newer: &TypeDefinitions) -> Option<String> {
+        self.difference(newer, false)
+    }
+
+    /// The first static or thread-local whose type `newer` changes (the patch would read the
+    /// running program's copy with another type), described for the developer. Layouts of
+    /// the types themselves are checked from the compiled code (see `layout`).
+    pub fn first_static_difference(&self, newer: &TypeDefinitions) -> Option<String> {
+        self.difference(newer, true)
+    }
+
+    fn difference(&self, newer: &TypeDefinitions, only_statics: bool) -> Option<String> {
         for (key, versions) in &self.0 {
             if key.2 == STATIC_IMPORTS && !self.1 {
+                continue;
+            }
+            if only_statics && !REMOVABLE.contains(&key.2) && key.2 != STATIC_IMPORTS {
                 continue;
             }
             match newer.0.get(key) {
@@ -487,7 +504,7 @@ fn lazy_static_names(tokens: &proc_macro2::TokenStream) -> Vec<String> {
 }
 
 /// Token text of an item without its doc comments (editing docs changes no layout).
-mod quote_free {
+pub(crate) mod quote_free {
     use proc_macro2::{TokenStream, TokenTree};
     use quote::ToTokens;
 

@@ -123,6 +123,14 @@ impl CompileDirs {
         CompileDirs { out: base.join("out"), incremental: base.join("incremental"), binary_objects: base.join("binary-objects") }
     }
 
+    /// Where the same crate is compiled with full debug info, for the layouts of its types
+    /// (see [`start_types_compile`]): its own directories, whose incremental cache matches
+    /// those flags.
+    pub fn for_types(&self) -> CompileDirs {
+        let base = self.out.parent().unwrap_or(&self.out).join("types");
+        CompileDirs { out: base.join("out"), incremental: base.join("incremental"), binary_objects: base.join("binary-objects") }
+    }
+
     /// The file rustc writes at `cargo_path` in cargo's directory, in the patch's.
     fn output(&self, cargo_path: &Path) -> PathBuf {
         self.out.join(cargo_path.file_name().unwrap_or_default())
@@ -187,10 +195,10 @@ fn patch_codegen_option(option: &str, dirs: &CompileDirs, line_tables: bool) -> 
 /// its rlib. The binary's would link the whole executable: it runs with `tool` (cargo-hot) as
 /// the linker in patch mode, which puts the crate's own object files in
 /// `dirs.binary_objects` and links nothing.
-fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<std::process::Command> {
+fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool) -> Result<std::process::Command> {
     std::fs::create_dir_all(&dirs.out).with_context(|| format!("cannot create {}", dirs.out.display()))?;
     let binary = matches!(unit.objects, UnitObjects::Binary { .. });
-    let mut args = patch_args(&unit.invocation.args, dirs, !binary);
+    let mut args = patch_args(&unit.invocation.args, dirs, line_tables && !binary);
     if binary {
         args = linker::take_linker_option(args).0;
         args.extend(["-C".to_string(), format!("linker={}", tool.display())]);
@@ -221,8 +229,21 @@ pub struct Compiling {
 }
 
 pub fn start_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiling> {
+    start(unit, tool, dirs, true)
+}
+
+/// Compiles a library boundary as the patch is compiled but with full debug info, in its own
+/// directories ([`CompileDirs::for_types`]), beside the patch's compile: the DWARF of its
+/// types is what a patch's layouts are proven from (`layout`). Only an edit that could change
+/// a layout pays for it (see `layout::skeleton`); a patch of the binary has full debug info
+/// already.
+pub fn start_types_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiling> {
+    start(unit, tool, &dirs.for_types(), false)
+}
+
+fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool) -> Result<Compiling> {
     let started = Instant::now();
-    let mut command = command(unit, tool, dirs)?;
+    let mut command = command(unit, tool, dirs, line_tables)?;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let registered = crate::signals::register_build(child.id());
@@ -281,7 +302,7 @@ impl Warmup {
         // Its dep-info says when it has read the sources: the previous compile's must not.
         let dep_info = dirs.dep_info(unit);
         let _ = std::fs::remove_file(&dep_info);
-        let mut command = command(unit, tool, dirs)?;
+        let mut command = command(unit, tool, dirs, true)?;
         command.stdout(Stdio::null()).stderr(Stdio::null());
         crate::sys::at_low_priority(&mut command);
         let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::abi::Rejection;
+use crate::layout::Place;
 use crate::events::*;
 use crate::rules::RestartFile;
 
@@ -203,10 +204,15 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
         [one] => format!(" · `{one}` redirected"),
         [first, rest @ ..] => format!(" · {} functions redirected (`{first}` and {} more)", rest.len() + 1, rest.len()),
     };
+    let layouts = match patched.layouts_changed.as_slice() {
+        [] => String::new(),
+        [one] => format!(" · new layout of `{one}` (no old value is held)"),
+        [first, rest @ ..] => format!(" · new layouts of `{first}` and {} more (no old value is held)", rest.len()),
+    };
     let mut lines = vec![Line::new(
         Style::Success,
         format!(
-            "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{redirected}{kept}{rebuilt} · pid {} kept",
+            "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{redirected}{layouts}{kept}{rebuilt} · pid {} kept",
             patched.boundary,
             duration(patched.total_ms),
             duration(patched.compile_ms),
@@ -321,6 +327,23 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::TypeChanged { what, boundary } => write!(f, "{what} in `{boundary}`"),
+            Refusal::LayoutHeld { held, boundary } => {
+                write!(f, "the layout of `{}` changed in `{boundary}`, and ", held.type_name)?;
+                let inside = held.inside.as_ref().map(|i| format!(" (inside `{i}`)")).unwrap_or_default();
+                match &held.place {
+                    Place::Static { name } => write!(f, "the static `{name}` holds old values of it{inside}"),
+                    Place::Export { name } => write!(f, "the export `{name}` takes or returns it{inside}: old callers pass old values"),
+                    Place::TraitObject { trait_name } => write!(f, "the program may hold old values of it behind `dyn {trait_name}`{inside}"),
+                    Place::Outside => write!(f, "code that is not patched (the host or another crate) uses it{inside}"),
+                    Place::Redirected { function } => write!(f, "`{function}`, whose old copy is redirected to the new code, takes or returns it{inside}"),
+                    Place::UnknownDowncast { patch } => {
+                        write!(f, "{patch} put a value of a type it did not describe behind a downcastable trait object, which may be this one")
+                    }
+                }
+            }
+            Refusal::LayoutUnproven { file, why } => {
+                write!(f, "{} may change a layout, which cannot be checked: {why}", file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+            }
             Refusal::ChangedDuringBuild { boundary } => write!(f, "the boundary `{boundary}` changed while the program was being built"),
             Refusal::Gate { rejection } => rejection.fmt(f),
             Refusal::Unbindable { reason } => f.write_str(reason),

@@ -11,9 +11,11 @@ fn main() {
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
     let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     let store: Arc<dyn logic::Describe> = Arc::from(logic::make_store());
+    let token: Arc<Box<dyn std::any::Any + Send + Sync>> = Arc::new(logic::make_token());
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let store = store.clone();
+        let token = token.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -31,6 +33,10 @@ fn main() {
                 "/pid" => std::process::id().to_string(),
                 "/store" => store.describe(),
                 "/answer" => logic::answer(),
+                "/order" => logic::order(),
+                "/ring" => logic::ring(),
+                "/tally" => logic::tally(),
+                "/token" => logic::read_token(&**token),
                 "/direct" => logic::direct(),
                 "/generic" => logic::generic_label::<HostKey>(),
                 "/inline" => logic::inline_label(),

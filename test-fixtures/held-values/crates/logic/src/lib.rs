@@ -73,3 +73,70 @@ pub fn make_guard() -> Guard {
 pub fn last_drop() -> String {
     LAST_DROP.lock().unwrap().clone()
 }
+
+/// Built and dropped inside each request: its layout may change freely (a DTO).
+struct Order {
+    id: u32,
+}
+
+#[hot::export]
+pub fn order() -> String {
+    let order = Order { id: 7 };
+    format!("order id={}", order.id)
+}
+
+/// Sized by a const of a module that defines no types, and kept in a static across requests.
+mod sizes {
+    pub const SLOTS: usize = 2;
+}
+
+struct Ring {
+    slots: [u64; sizes::SLOTS],
+    sentinel: u64,
+}
+
+static RING: std::sync::Mutex<Option<Ring>> = std::sync::Mutex::new(None);
+
+#[hot::export]
+pub fn ring() -> String {
+    let mut ring = RING.lock().unwrap();
+    let ring = ring.get_or_insert_with(|| Ring { slots: [1; sizes::SLOTS], sentinel: 42 });
+    format!("ring slots={} sentinel={}", ring.slots.len(), ring.sentinel)
+}
+
+/// An alias a static's type uses. Re-pointed to `u64`, the struct keeps its size, but rustc
+/// orders its fields anew: only the compiled layout shows it.
+pub type Count = u16;
+
+struct Tally {
+    hits: Count,
+    sentinel: u64,
+}
+
+static TALLY: std::sync::Mutex<Tally> = std::sync::Mutex::new(Tally { hits: 0, sentinel: 42 });
+
+#[hot::export]
+pub fn tally() -> String {
+    let mut tally = TALLY.lock().unwrap();
+    tally.hits += 1;
+    format!("tally hits={} bytes={} sentinel={}", tally.hits, std::mem::size_of::<Count>(), tally.sentinel)
+}
+
+/// The host keeps the token behind `dyn Any`; the new code downcasts it.
+#[hot::export]
+pub fn make_token() -> Box<dyn std::any::Any + Send + Sync> {
+    Box::new(Token { id: 5, sentinel: 42 })
+}
+
+struct Token {
+    id: u8,
+    sentinel: u64,
+}
+
+#[hot::export]
+pub fn read_token(token: &(dyn std::any::Any + Send + Sync)) -> String {
+    match token.downcast_ref::<Token>() {
+        Some(token) => format!("token id={} sentinel={}", token.id, token.sentinel),
+        None => "token of another type".to_string(),
+    }
+}
