@@ -73,7 +73,37 @@ pub struct ProgramView {
     /// The layouts of the boundary's types and where the program may hold their values, read
     /// from the host's debug info (and updated by each patch); an error says why they could
     /// not be (a changed layout then restarts).
-    pub types: Result<crate::layout::TypeFacts, String>,
+    pub types: TypesOfProgram,
+}
+
+/// The running program's [`crate::layout::TypeFacts`], read on a thread of its own once the
+/// program has started: a large host's debug info takes a second to read, and only an edit
+/// that could change a layout needs it (it then waits for the thread).
+pub enum TypesOfProgram {
+    Reading(std::thread::JoinHandle<Result<crate::layout::TypeFacts, String>>),
+    Read(Result<crate::layout::TypeFacts, String>),
+}
+
+impl TypesOfProgram {
+    /// The facts, waiting for the reading thread if it is still running.
+    pub fn wait(&mut self) -> &mut Result<crate::layout::TypeFacts, String> {
+        if let TypesOfProgram::Reading(_) = self {
+            let TypesOfProgram::Reading(thread) = std::mem::replace(self, TypesOfProgram::Read(Err(String::new()))) else { unreachable!() };
+            *self = TypesOfProgram::Read(thread.join().unwrap_or_else(|_| Err("reading the program's debug info panicked".to_string())));
+        }
+        match self {
+            TypesOfProgram::Read(result) => result,
+            TypesOfProgram::Reading(_) => unreachable!("joined above"),
+        }
+    }
+
+    /// The facts, if they have been read ([`TypesOfProgram::wait`] makes sure they are).
+    pub fn read(&self) -> Option<&Result<crate::layout::TypeFacts, String>> {
+        match self {
+            TypesOfProgram::Read(result) => Some(result),
+            TypesOfProgram::Reading(_) => None,
+        }
+    }
 }
 
 impl RunningCode {
@@ -116,7 +146,12 @@ impl ProgramView {
         }
         let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
         outside.has_main = has_main;
-        let types = read_types(unit, build, plan).map_err(|err| format!("{err:#}"));
+        let (unit, executable, workspace) = (unit.clone(), build.executable.clone(), plan.workspace_root.clone());
+        let types = std::thread::Builder::new()
+            .name("hot-read-types".into())
+            .spawn(move || read_types(&unit, &executable, &workspace).map_err(|err| format!("{err:#}")))
+            .map(TypesOfProgram::Reading)
+            .unwrap_or_else(|err| TypesOfProgram::Read(Err(format!("cannot start a thread: {err}"))));
         Ok(ProgramView { copies, outside, types })
     }
 }
@@ -124,24 +159,23 @@ impl ProgramView {
 /// The boundary's types as the host was compiled with them, from its DWARF: the boundary's
 /// own compile units, and those of the workspace's other crates (the only code outside the
 /// boundary that can name its types).
-fn read_types(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<crate::layout::TypeFacts> {
+fn read_types(unit: &BoundaryUnit, executable: &Path, workspace: &Path) -> Result<crate::layout::TypeFacts> {
     use crate::layout::dwarf::Role;
     let boundary_root = unit.invocation.crate_root().context("the boundary's command names no crate root")?;
-    let workspace = plan.workspace_root.clone();
     let role = |root: &str| -> Option<Role> {
         let root = Path::new(root);
         if root == boundary_root {
             Some(Role::Boundary)
         } else {
-            root.starts_with(&workspace).then_some(Role::Outside)
+            root.starts_with(workspace).then_some(Role::Outside)
         }
     };
-    let data = std::fs::read(&build.executable).with_context(|| format!("cannot read {}", build.executable.display()))?;
+    let data = std::fs::read(executable).with_context(|| format!("cannot read {}", executable.display()))?;
     let mut facts = crate::layout::TypeFacts::default();
     if !crate::layout::dwarf::read(&data, &unit.boundary.crate_name, &role, &mut facts)? {
         anyhow::bail!(
             "`{}` was built without debug info of its types (set `debug = \"full\"` or leave `debug` unset in the dev profile)",
-            build.executable.display()
+            executable.display()
         );
     }
     Ok(facts)

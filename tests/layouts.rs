@@ -13,29 +13,13 @@ fn compile(dir: &Path, name: &str, source: &str) -> TypeFacts {
     std::fs::write(&src, source).unwrap();
     let out = dir.join(format!("{name}.o"));
     let status = Command::new("rustc")
-        .args([
-            "--crate-type",
-            "lib",
-            "--crate-name",
-            "logic",
-            "--edition",
-            "2021",
-            "-C",
-            "debuginfo=2",
-            "-C",
-            "codegen-units=1",
-            "--emit=obj",
-            "-o",
-        ])
+        .args(["--crate-type", "lib", "--crate-name", "logic", "--edition", "2021", "-C", "debuginfo=2", "-C", "codegen-units=1", "--emit=obj", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
         .expect("rustc runs");
     assert!(status.success(), "{source}");
-    let object = ObjectFile {
-        name: format!("{name}.o"),
-        data: std::fs::read(&out).unwrap().into(),
-    };
+    let object = ObjectFile { name: format!("{name}.o"), data: std::fs::read(&out).unwrap().into() };
     dwarf::read_objects(&[object], "logic").unwrap()
 }
 
@@ -63,10 +47,7 @@ fn a_const_sizing_an_array_field_changes_the_holding_struct() {
     assert!(changed.contains(&"logic::Ring".to_string()), "{changed:?}");
     let held = held.unwrap_err();
     assert_eq!(held.type_name, "logic::Ring");
-    assert!(
-        matches!(held.place, layout::Place::Static { ref name } if name == "logic::RING"),
-        "{held:?}"
-    );
+    assert!(matches!(held.place, layout::Place::Static { ref name } if name == "logic::RING"), "{held:?}");
 }
 
 #[test]
@@ -110,33 +91,17 @@ fn an_enum_niche_and_discriminants_are_compared() {
              pub fn make() -> Option<State> {{ HELD.lock().unwrap().take() }}"
         )
     };
-    let (changed, held, _) = compare(
-        &niche("u32, std::num::NonZeroU32"),
-        &niche("std::num::NonZeroU32, u32"),
-    );
-    assert!(
-        changed.contains(&"logic::State".to_string()),
-        "the niche moved to another field: {changed:?}"
-    );
-    assert_eq!(
-        held.unwrap_err().type_name,
-        "logic::State",
-        "named by the boundary's own type, not the Option around it"
-    );
+    let (changed, held, _) = compare(&niche("u32, std::num::NonZeroU32"), &niche("std::num::NonZeroU32, u32"));
+    assert!(changed.contains(&"logic::State".to_string()), "the niche moved to another field: {changed:?}");
+    assert_eq!(held.unwrap_err().type_name, "logic::State", "named by the boundary's own type, not the Option around it");
 
     let tagged = |variants: &str| {
         format!("pub enum State {{ {variants} }} pub fn make(s: State) -> u8 {{ match s {{ State::Idle => 1, State::Busy(n) => n, _ => 0 }} }}")
     };
     let (changed, _, _) = compare(&tagged("Idle, Busy(u8)"), &tagged("Busy(u8), Idle"));
-    assert!(
-        changed.contains(&"logic::State".to_string()),
-        "variants renumbered: {changed:?}"
-    );
+    assert!(changed.contains(&"logic::State".to_string()), "variants renumbered: {changed:?}");
     let (changed, _, _) = compare(&tagged("Idle, Busy(u8)"), &tagged("Idle, Busy(u8), Done"));
-    assert!(
-        changed.contains(&"logic::State".to_string()),
-        "a variant added: {changed:?}"
-    );
+    assert!(changed.contains(&"logic::State".to_string()), "a variant added: {changed:?}");
 }
 
 #[test]
@@ -148,11 +113,7 @@ fn a_generic_instance_is_compared_per_instance() {
         )
     };
     let (changed, _, _) = compare(&source("u8"), &source("u32"));
-    assert!(
-        changed.contains(&"logic::Pair<u8>".to_string())
-            && changed.contains(&"logic::Pair<u64>".to_string()),
-        "{changed:?}"
-    );
+    assert!(changed.contains(&"logic::Pair<u8>".to_string()) && changed.contains(&"logic::Pair<u64>".to_string()), "{changed:?}");
 }
 
 #[test]
@@ -167,15 +128,9 @@ fn a_function_local_type_in_a_function_local_static_is_held() {
         )
     };
     let (changed, held, _) = compare(&source("u8"), &source("u64"));
-    assert!(
-        changed.contains(&"logic::count::Tally".to_string()),
-        "{changed:?}"
-    );
+    assert!(changed.contains(&"logic::count::Tally".to_string()), "{changed:?}");
     let held = held.unwrap_err();
-    assert!(
-        matches!(held.place, layout::Place::Static { ref name } if name.contains("TALLY")),
-        "{held:?}"
-    );
+    assert!(matches!(held.place, layout::Place::Static { ref name } if name.contains("TALLY")), "{held:?}");
 }
 
 #[test]
@@ -189,13 +144,8 @@ fn a_function_local_type_behind_dyn_any_is_held() {
         )
     };
     let (changed, held, _) = compare(&source("u8"), &source("u32"));
-    assert!(
-        changed.contains(&"logic::make::Local".to_string()),
-        "{changed:?}"
-    );
-    assert!(
-        matches!(held.unwrap_err().place, layout::Place::TraitObject { ref trait_name } if trait_name == "core::any::Any")
-    );
+    assert!(changed.contains(&"logic::make::Local".to_string()), "{changed:?}");
+    assert!(matches!(held.unwrap_err().place, layout::Place::TraitObject { ref trait_name } if trait_name == "core::any::Any"));
 }
 
 #[test]
@@ -208,10 +158,7 @@ fn a_request_local_dto_changed_is_not_held() {
              pub fn handle(n: u32) -> String {{ let dto = parse(n); format!(\"{{}}\", dto.id) }}"
         )
     };
-    let (changed, held, _) = compare(
-        &source("pub id: u32"),
-        &source("pub id: u32, pub name: u64"),
-    );
+    let (changed, held, _) = compare(&source("pub id: u32"), &source("pub id: u32, pub name: u64"));
     assert!(changed.contains(&"logic::Dto".to_string()), "{changed:?}");
     assert_eq!(held, Ok(()), "built and dropped inside one call");
 }

@@ -111,10 +111,7 @@ impl TypeFacts {
 
     #[cfg(test)]
     fn add_trait_object(&mut self, type_name: String, trait_name: String) {
-        self.holders.push(Holder {
-            mentions: type_name,
-            place: Place::TraitObject { trait_name },
-        });
+        self.holders.push(Holder { mentions: type_name, place: Place::TraitObject { trait_name } });
     }
 }
 
@@ -123,48 +120,29 @@ impl TypeFacts {
 pub fn changed_layouts(running: &TypeFacts, new: &TypeFacts) -> Vec<String> {
     new.layouts
         .iter()
-        .filter(|(name, layout)| {
-            !is_code_state(name) && running.layouts.get(*name).is_some_and(|old| old != *layout)
-        })
+        .filter(|(name, layout)| !is_code_state(name) && running.layouts.get(*name).is_some_and(|old| old != *layout))
         .map(|(name, _)| name.clone())
         .collect()
 }
 
 /// Whether values of the `changed` types can meet the other version's code; `redirected` are
 /// the functions (linkage names) the patch redirects.
-pub fn check(
-    running: &TypeFacts,
-    changed: &[String],
-    redirected: &[String],
-) -> Result<(), HeldLayout> {
+pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> Result<(), HeldLayout> {
     if changed.is_empty() {
         return Ok(());
     }
     // A type that contains or points to a changed type carries its values too.
     // A changed generic type around a changed type (`Option<logic::Ring>`) is named by the
     // type inside it.
-    let origin_of = |c: &String| {
-        changed
-            .iter()
-            .filter(|o| mentions_type(c, o))
-            .min_by_key(|o| o.len())
-            .unwrap_or(c)
-            .clone()
-    };
-    let mut carriers: BTreeMap<String, String> =
-        changed.iter().map(|c| (c.clone(), origin_of(c))).collect();
+    let origin_of = |c: &String| changed.iter().filter(|o| mentions_type(c, o)).min_by_key(|o| o.len()).unwrap_or(c).clone();
+    let mut carriers: BTreeMap<String, String> = changed.iter().map(|c| (c.clone(), origin_of(c))).collect();
     loop {
         let before = carriers.len();
         for (container, members) in &running.members {
             if carriers.contains_key(container) || is_code_state(container) {
                 continue;
             }
-            if let Some(origin) = members.iter().find_map(|m| {
-                carriers
-                    .iter()
-                    .find(|(c, _)| mentions_type(m, c))
-                    .map(|(_, o)| o.clone())
-            }) {
+            if let Some(origin) = members.iter().find_map(|m| carriers.iter().find(|(c, _)| mentions_type(m, c)).map(|(_, o)| o.clone())) {
                 carriers.insert(container.clone(), origin);
             }
         }
@@ -173,20 +151,9 @@ pub fn check(
         }
     }
     // The innermost carrier names it best: `Mutex<Option<logic::Ring>>` holds `logic::Ring`.
-    let carried = |ty: &str| {
-        carriers
-            .iter()
-            .filter(|(c, _)| mentions_type(ty, c))
-            .min_by_key(|(c, _)| c.len())
-            .map(|(c, origin)| (c.clone(), origin.clone()))
-    };
-    let held = |ty: &str, place: Place| {
-        carried(ty).map(|(inside, origin)| HeldLayout {
-            inside: (inside != origin).then_some(inside),
-            type_name: origin,
-            place,
-        })
-    };
+    let carried = |ty: &str| carriers.iter().filter(|(c, _)| mentions_type(ty, c)).min_by_key(|(c, _)| c.len()).map(|(c, origin)| (c.clone(), origin.clone()));
+    let held =
+        |ty: &str, place: Place| carried(ty).map(|(inside, origin)| HeldLayout { inside: (inside != origin).then_some(inside), type_name: origin, place });
     for holder in &running.holders {
         if let Place::TraitObject { trait_name } = &holder.place {
             if !DOWNCASTABLE.iter().any(|t| trait_name.starts_with(t)) {
@@ -198,18 +165,8 @@ pub fn check(
         }
     }
     if let Some(patch) = &running.unknown_downcasts {
-        let type_name = changed
-            .iter()
-            .min_by_key(|c| c.len())
-            .cloned()
-            .unwrap_or_default();
-        return Err(HeldLayout {
-            type_name,
-            inside: None,
-            place: Place::UnknownDowncast {
-                patch: patch.clone(),
-            },
-        });
+        let type_name = changed.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();
+        return Err(HeldLayout { type_name, inside: None, place: Place::UnknownDowncast { patch: patch.clone() } });
     }
     for ty in &running.outside {
         if let Some(found) = held(ty, Place::Outside) {
@@ -218,12 +175,7 @@ pub fn check(
     }
     for function in redirected {
         for ty in running.signatures.get(function).into_iter().flatten() {
-            if let Some(found) = held(
-                ty,
-                Place::Redirected {
-                    function: crate::patch::reach::readable(function),
-                },
-            ) {
+            if let Some(found) = held(ty, Place::Redirected { function: crate::patch::reach::readable(function) }) {
                 return Err(found);
             }
         }
@@ -234,31 +186,16 @@ pub fn check(
 /// The first redirected function (linkage name) whose compiled signature differs between
 /// the running program and the new code, with both: an old caller would pass arguments the
 /// new body reads as other types.
-pub fn changed_signature(
-    running: &TypeFacts,
-    new: &TypeFacts,
-    redirected: &[String],
-) -> Option<(String, String, String)> {
+pub fn changed_signature(running: &TypeFacts, new: &TypeFacts, redirected: &[String]) -> Option<(String, String, String)> {
     redirected.iter().find_map(|function| {
-        let (old, new) = (
-            running.compiled_signatures.get(function)?,
-            new.compiled_signatures.get(function)?,
-        );
+        let (old, new) = (running.compiled_signatures.get(function)?, new.compiled_signatures.get(function)?);
         (old != new).then(|| (function.clone(), old.clone(), new.clone()))
     })
 }
 
 /// The state of a closure or a coroutine (an `async` body): laid out by its body.
 pub fn is_code_state(name: &str) -> bool {
-    [
-        "{closure_env#",
-        "{async_fn_env#",
-        "{async_block_env#",
-        "{coroutine_env#",
-        "{async_gen",
-    ]
-    .iter()
-    .any(|marker| name.contains(marker))
+    ["{closure_env#", "{async_fn_env#", "{async_block_env#", "{coroutine_env#", "{async_gen"].iter().any(|marker| name.contains(marker))
 }
 
 fn is_path_char(c: char) -> bool {
@@ -269,8 +206,7 @@ fn is_path_char(c: char) -> bool {
 /// not a module of that name inside another crate (`hyper::logic::X`).
 pub fn mentions(path: &str, crate_name: &str) -> bool {
     let needle = format!("{crate_name}::");
-    path.match_indices(&needle)
-        .any(|(at, _)| at == 0 || !path[..at].ends_with(|c: char| is_path_char(c) || c == ':'))
+    path.match_indices(&needle).any(|(at, _)| at == 0 || !path[..at].ends_with(|c: char| is_path_char(c) || c == ':'))
 }
 
 /// Whether `path` mentions the type `ty` itself (or an item nested in it), not another type
@@ -292,10 +228,7 @@ pub fn downcast_instances<'a>(names: impl IntoIterator<Item = &'a str>) -> BTree
         .into_iter()
         .filter(|name| {
             let demangled = format!("{:#}", rustc_demangle::demangle(name));
-            demangled.starts_with('<')
-                && DOWNCASTABLE
-                    .iter()
-                    .any(|t| demangled.contains(&format!(" as {t}>::")))
+            demangled.starts_with('<') && DOWNCASTABLE.iter().any(|t| demangled.contains(&format!(" as {t}>::")))
         })
         .map(str::to_string)
         .collect()
@@ -318,81 +251,36 @@ mod tests {
     }
 
     fn facts(layouts: &[(&str, &str)]) -> TypeFacts {
-        TypeFacts {
-            layouts: layouts
-                .iter()
-                .map(|(n, l)| (n.to_string(), l.to_string()))
-                .collect(),
-            ..Default::default()
-        }
+        TypeFacts { layouts: layouts.iter().map(|(n, l)| (n.to_string(), l.to_string())).collect(), ..Default::default() }
     }
 
     #[test]
     fn a_changed_type_no_one_holds_patches_and_a_held_one_names_its_holder() {
-        let mut running = facts(&[
-            ("logic::Dto", "a"),
-            ("logic::Kept", "k"),
-            ("logic::f::{async_fn_env#0}", "s"),
-        ]);
-        let new = facts(&[
-            ("logic::Dto", "b"),
-            ("logic::Kept", "k"),
-            ("logic::f::{async_fn_env#0}", "t"),
-        ]);
+        let mut running = facts(&[("logic::Dto", "a"), ("logic::Kept", "k"), ("logic::f::{async_fn_env#0}", "s")]);
+        let new = facts(&[("logic::Dto", "b"), ("logic::Kept", "k"), ("logic::f::{async_fn_env#0}", "t")]);
         let changed = changed_layouts(&running, &new);
-        assert_eq!(
-            changed,
-            vec!["logic::Dto".to_string()],
-            "a coroutine's state is its code's, never compared"
-        );
+        assert_eq!(changed, vec!["logic::Dto".to_string()], "a coroutine's state is its code's, never compared");
         assert_eq!(check(&running, &changed, &[]), Ok(()));
 
-        running.members.insert(
-            "logic::Store".into(),
-            ["alloc::vec::Vec<logic::Dto>".to_string()].into(),
-        );
-        running.holders.push(Holder {
-            mentions: "std::sync::Mutex<logic::Store>".into(),
-            place: Place::Static {
-                name: "logic::STORE".into(),
-            },
-        });
+        running.members.insert("logic::Store".into(), ["alloc::vec::Vec<logic::Dto>".to_string()].into());
+        running.holders.push(Holder { mentions: "std::sync::Mutex<logic::Store>".into(), place: Place::Static { name: "logic::STORE".into() } });
         let held = check(&running, &changed, &[]).unwrap_err();
         assert_eq!(held.type_name, "logic::Dto");
         assert_eq!(held.inside.as_deref(), Some("logic::Store"));
-        assert_eq!(
-            held.place,
-            Place::Static {
-                name: "logic::STORE".into()
-            }
-        );
+        assert_eq!(held.place, Place::Static { name: "logic::STORE".into() });
     }
 
     #[test]
     fn only_downcastable_trait_objects_hold_values_for_new_code() {
         let mut running = facts(&[("logic::Memory", "a")]);
-        running.holders.push(Holder {
-            mentions: "logic::Memory".into(),
-            place: Place::TraitObject {
-                trait_name: "logic::Describe".into(),
-            },
-        });
+        running.holders.push(Holder { mentions: "logic::Memory".into(), place: Place::TraitObject { trait_name: "logic::Describe".into() } });
         let changed = vec!["logic::Memory".to_string()];
-        assert_eq!(
-            check(&running, &changed, &[]),
-            Ok(()),
-            "old methods run on old values"
-        );
-        running
-            .signatures
-            .insert("_ZN5logic8describe".into(), vec!["&logic::Memory".into()]);
+        assert_eq!(check(&running, &changed, &[]), Ok(()), "old methods run on old values");
+        running.signatures.insert("_ZN5logic8describe".into(), vec!["&logic::Memory".into()]);
         let held = check(&running, &changed, &["_ZN5logic8describe".to_string()]).unwrap_err();
         assert!(matches!(held.place, Place::Redirected { .. }), "{held:?}");
         running.add_trait_object("logic::Memory".into(), "core::any::Any".into());
-        assert!(matches!(
-            check(&running, &changed, &[]).unwrap_err().place,
-            Place::TraitObject { .. }
-        ));
+        assert!(matches!(check(&running, &changed, &[]).unwrap_err().place, Place::TraitObject { .. }));
     }
 
     #[test]
@@ -407,9 +295,6 @@ mod tests {
         let mut running = facts(&[("logic::Dto", "a")]);
         running.unknown_downcasts = Some("web-3.so".into());
         let held = check(&running, &["logic::Dto".to_string()], &[]).unwrap_err();
-        assert!(
-            matches!(held.place, Place::UnknownDowncast { ref patch } if patch == "web-3.so"),
-            "{held:?}"
-        );
+        assert!(matches!(held.place, Place::UnknownDowncast { ref patch } if patch == "web-3.so"), "{held:?}");
     }
 }

@@ -79,10 +79,7 @@ impl Skeleton {
     /// The first file whose skeleton differs in `newer` (or that only one of them has).
     pub fn first_change(&self, newer: &Skeleton) -> Option<PathBuf> {
         let files = self.0.keys().chain(newer.0.keys());
-        files
-            .into_iter()
-            .find(|file| self.0.get(*file) != newer.0.get(*file))
-            .cloned()
+        files.into_iter().find(|file| self.0.get(*file) != newer.0.get(*file)).cloned()
     }
 }
 
@@ -122,12 +119,7 @@ fn defines_nothing(block: &syn::Block) -> bool {
             self.0 = true;
         }
         fn visit_macro(&mut self, mac: &'ast syn::Macro) {
-            let name = mac
-                .path
-                .segments
-                .last()
-                .map(|s| s.ident.to_string())
-                .unwrap_or_default();
+            let name = mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
             if !EXPRESSION_MACROS.contains(&name.as_str()) {
                 self.0 = true;
             }
@@ -151,47 +143,20 @@ mod tests {
 
     #[test]
     fn a_body_only_edit_leaves_the_skeleton() {
-        assert!(!changes(
-            "fn a() -> u32 { println!(\"x\"); 1 }",
-            "fn a() -> u32 { println!(\"y {}\", 2); 2 }"
-        ));
-        assert!(!changes(
-            "impl S { fn a(&self) -> u32 { 1 } }",
-            "impl S { fn a(&self) -> u32 { format!(\"{}\", 2).len() as u32 } }"
-        ));
-        assert!(
-            !changes("/// one\nstruct S;", "/// two\nstruct S;"),
-            "docs lay nothing out"
-        );
+        assert!(!changes("fn a() -> u32 { println!(\"x\"); 1 }", "fn a() -> u32 { println!(\"y {}\", 2); 2 }"));
+        assert!(!changes("impl S { fn a(&self) -> u32 { 1 } }", "impl S { fn a(&self) -> u32 { format!(\"{}\", 2).len() as u32 } }"));
+        assert!(!changes("/// one\nstruct S;", "/// two\nstruct S;"), "docs lay nothing out");
     }
 
     #[test]
     fn edits_that_can_change_a_layout_change_the_skeleton() {
         assert!(changes("const N: usize = 4;", "const N: usize = 8;"));
         assert!(changes("type Count = u16;", "type Count = u64;"));
-        assert!(changes(
-            "impl Tr for S { type K = u8; }",
-            "impl Tr for S { type K = u64; }"
-        ));
+        assert!(changes("impl Tr for S { type K = u8; }", "impl Tr for S { type K = u64; }"));
         assert!(changes("struct S { a: u8 }", "struct S { a: u8, b: u8 }"));
-        assert!(
-            changes("const fn n() -> usize { 4 }", "const fn n() -> usize { 8 }"),
-            "a const fn computes lengths"
-        );
-        assert!(
-            changes(
-                "fn f() { struct L { a: u8 } }",
-                "fn f() { struct L { a: u64 } }"
-            ),
-            "a type inside a function"
-        );
-        assert!(changes(
-            "fn f() { thread_local!(static X: u8 = 0); }",
-            "fn f() { thread_local!(static X: u64 = 0); }"
-        ));
-        assert!(
-            changes("fn f() { my_types!(u8); }", "fn f() { my_types!(u64); }"),
-            "an unknown macro may define types"
-        );
+        assert!(changes("const fn n() -> usize { 4 }", "const fn n() -> usize { 8 }"), "a const fn computes lengths");
+        assert!(changes("fn f() { struct L { a: u8 } }", "fn f() { struct L { a: u64 } }"), "a type inside a function");
+        assert!(changes("fn f() { thread_local!(static X: u8 = 0); }", "fn f() { thread_local!(static X: u64 = 0); }"));
+        assert!(changes("fn f() { my_types!(u8); }", "fn f() { my_types!(u64); }"), "an unknown macro may define types");
     }
 }

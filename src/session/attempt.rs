@@ -51,14 +51,10 @@ pub struct Attempt<'a> {
 impl Attempt<'_> {
     /// Patches boundary `index` into the running program.
     pub fn run(mut self, index: usize) -> PatchOutcome {
-        self.events.emit(Event::PatchStarted {
-            boundary: self.host.boundaries[index].unit.boundary.package.clone(),
-        });
+        self.events.emit(Event::PatchStarted { boundary: self.host.boundaries[index].unit.boundary.package.clone() });
         match self.patch(index) {
             Ok(outcome) => outcome,
-            Err(err) => PatchOutcome::Refused(Refusal::Failed {
-                message: format!("{err:#}"),
-            }),
+            Err(err) => PatchOutcome::Refused(Refusal::Failed { message: format!("{err:#}") }),
         }
     }
 
@@ -69,9 +65,7 @@ impl Attempt<'_> {
         let Some(pid) = self.supervisor.pid() else {
             return refuse(Refusal::NotRunning);
         };
-        if matches!(unit.objects, UnitObjects::Binary { .. })
-            && unit.invocation.codegen_option("split-debuginfo") == Some("packed")
-        {
+        if matches!(unit.objects, UnitObjects::Binary { .. }) && unit.invocation.codegen_option("split-debuginfo") == Some("packed") {
             // rustc would package the debug info of an executable the patch never links.
             return refuse(Refusal::PackedDebugInfo);
         }
@@ -81,9 +75,7 @@ impl Attempt<'_> {
         // It is also the baseline of a library's code (see `patch::Warmup`): read it before
         // the patch's compile overwrites it.
         if let Some(warmup) = self.host.boundaries[index].warmup.take() {
-            let baseline = warmup
-                .wait()
-                .and_then(|()| dirs.objects(&unit).read().map_err(|err| format!("{err:#}")));
+            let baseline = warmup.wait().and_then(|()| dirs.objects(&unit).read().map_err(|err| format!("{err:#}")));
             if let Ok(running) = &mut self.host.boundaries[index].running {
                 if running.objects.is_none() {
                     match baseline {
@@ -98,87 +90,58 @@ impl Attempt<'_> {
         // With the layouts of the running program's types at hand (its DWARF), only a static's
         // type does: a type's layout is proven from the compiled code below.
         let files = self.host.tree.boundary_files(index);
-        self.events.emit(Event::Command {
-            command: format!(
-                "{} (the boundary's command, for a patch)",
-                unit.invocation.rustc.display()
-            ),
-        });
+        self.events.emit(Event::Command { command: format!("{} (the boundary's command, for a patch)", unit.invocation.rustc.display()) });
         let compiling = patch::start_compile(&unit, self.tool, &dirs)?;
         let parsed = CrateSource::read(&files);
-        let layouts_known = self.host.boundaries[index]
-            .running
-            .as_ref()
-            .is_ok_and(|r| r.program.as_ref().is_some_and(|p| p.types.is_ok()));
         let binary = matches!(unit.objects, UnitObjects::Binary { .. });
         let mut types_compile = None;
+        // Only an edit that could change a layout needs the running program's types (and
+        // waits for them to be read).
+        let layout_edit = parsed.as_ref().is_ok_and(|source| self.skeleton_change(index, source).is_some());
+        let mut layouts_known = layout_edit && self.types_known(index);
         if let (Ok(source), Some(loaded)) = (&parsed, &self.host.boundaries[index].loaded) {
-            let changed = if layouts_known {
-                loaded.first_static_difference(&source.definitions)
-            } else {
-                loaded.first_difference(&source.definitions)
-            };
+            let changed = if layouts_known || !layout_edit { loaded.first_static_difference(&source.definitions) } else { loaded.first_difference(&source.definitions) };
             if let Some(what) = changed {
                 compiling.abandon();
                 return refuse(Refusal::TypeChanged { what, boundary });
             }
-            if layouts_known && !binary && self.skeleton_change(index, source).is_some() {
+            if layouts_known && !binary {
                 types_compile = Some(patch::start_types_compile(&unit, self.tool, &dirs)?);
             }
         }
         let compiled = compiling.finish();
         for diagnostic in &compiled.diagnostics {
-            self.events
-                .emit(Event::Diagnostic(Box::new(diagnostic.clone())));
+            self.events.emit(Event::Diagnostic(Box::new(diagnostic.clone())));
         }
         if !compiled.success {
             types_compile.map(patch::Compiling::abandon);
-            return Ok(PatchOutcome::CompileFailed {
-                diagnostics: crate::ui::strip_ansi(&compiled.rendered()),
-            });
+            return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
         }
-        let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd)
-            .unwrap_or_else(|_| files.clone());
+        let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
         // A module was added or removed: read the crate's files as rustc just listed them.
         let reread = sorted(&new_files) != sorted(&files);
-        let parsed = if reread {
-            CrateSource::read(&new_files)
-        } else {
-            parsed
-        };
-        let CrateSource {
-            definitions: current,
-            surface,
-            skeleton,
-            ..
-        } = match parsed {
+        let parsed = if reread { CrateSource::read(&new_files) } else { parsed };
+        let CrateSource { definitions: current, surface, skeleton, .. } = match parsed {
             Ok(source) if source.snapshot.unchanged() => source,
             // rustc and the type check may have seen different contents; the edit that raced
             // is queued, and its own burst will patch it.
             Ok(_) => return Ok(PatchOutcome::Raced),
             Err(err) => {
-                let message = format!(
-                    "cannot read the type definitions of `{}`: {err:#}",
-                    unit.boundary.package
-                );
+                let message = format!("cannot read the type definitions of `{}`: {err:#}", unit.boundary.package);
                 return refuse(Refusal::Failed { message });
             }
         };
         self.host.tree.update_boundary(index, new_files);
-        self.host
-            .tree
-            .declined
-            .extend(current.declining_files().iter().cloned());
+        self.host.tree.declined.extend(current.declining_files().iter().cloned());
 
         // No type definition that the running program has loaded may change (the files read
         // before the compile were checked then).
+        if reread {
+            layouts_known = self.types_known(index);
+        }
         match &self.host.boundaries[index].loaded {
             Some(loaded) if reread => {
-                let changed = if layouts_known {
-                    loaded.first_static_difference(&current)
-                } else {
-                    loaded.first_difference(&current)
-                };
+                let changed = if layouts_known { loaded.first_static_difference(&current) } else { loaded.first_difference(&current) };
                 if let Some(what) = changed {
                     return refuse(Refusal::TypeChanged { what, boundary });
                 }
@@ -188,29 +151,22 @@ impl Attempt<'_> {
         }
 
         // An edit that could change a layout: the new layouts, from the compiled types.
-        let skeleton_change = self.host.boundaries[index]
-            .running
-            .as_ref()
-            .ok()
-            .and_then(|r| r.skeleton.first_change(&skeleton));
+        let skeleton_change = self.host.boundaries[index].running.as_ref().ok().and_then(|r| r.skeleton.first_change(&skeleton));
+        if skeleton_change.is_some() {
+            layouts_known = self.types_known(index);
+        }
         let new_types = match (&skeleton_change, layouts_known) {
             (None, _) => None,
             (Some(file), false) => {
                 let why = match &self.host.boundaries[index].running {
-                    Ok(RunningCode {
-                        program:
-                            Some(ProgramView {
-                                types: Err(why), ..
-                            }),
-                        ..
-                    }) => why.clone(),
+                    Ok(RunningCode { program: Some(ProgramView { types, .. }), .. }) => match types.read() {
+                        Some(Err(why)) => why.clone(),
+                        _ => "the running program's types were not read".to_string(),
+                    },
                     Err(why) => why.clone(),
                     _ => "the running program's types were not read".to_string(),
                 };
-                return refuse(Refusal::LayoutUnproven {
-                    file: file.clone(),
-                    why,
-                });
+                return refuse(Refusal::LayoutUnproven { file: file.clone(), why });
             }
             (Some(_), true) => {
                 let types_dirs = dirs.for_types();
@@ -231,11 +187,7 @@ impl Attempt<'_> {
                 let objects = source.read()?;
                 match crate::layout::dwarf::read_objects(&objects, &unit.boundary.crate_name) {
                     Ok(facts) => Some(facts),
-                    Err(err) => {
-                        return refuse(Refusal::Failed {
-                            message: format!("cannot read the layouts of the new code: {err:#}"),
-                        })
-                    }
+                    Err(err) => return refuse(Refusal::Failed { message: format!("cannot read the layouts of the new code: {err:#}") }),
                 }
             }
         };
@@ -247,10 +199,7 @@ impl Attempt<'_> {
         if self.homes.as_ref().is_none_or(|(of, _)| *of != pid) {
             let info = self.supervisor.program_info(Duration::from_secs(3))?;
             let image = &patching.image;
-            *self.homes = Some((
-                pid,
-                Homes::of_program(&image.statics, image.anchor, info.anchor, info.tls_offset),
-            ));
+            *self.homes = Some((pid, Homes::of_program(&image.statics, image.anchor, info.anchor, info.tls_offset)));
         }
         let (_, homes) = self.homes.as_mut().expect("found above");
         homes.declare(current.declared_statics().clone());
@@ -258,32 +207,14 @@ impl Attempt<'_> {
         // How each change of the compiled code takes effect in the running program: through
         // the switched exports, by redirecting the running copies, or not at all (restart).
         let (running, program) = match &self.host.boundaries[index].running {
-            Ok(
-                running @ RunningCode {
-                    program: Some(program),
-                    ..
-                },
-            ) => (running, program),
-            Ok(_) => {
-                return refuse(Refusal::Failed {
-                    message: "how the running program reaches the boundary was not read"
-                        .to_string(),
-                })
-            }
-            Err(why) => {
-                return refuse(Refusal::Failed {
-                    message: format!(
-                        "cannot compare the new code with the running program's: {why}"
-                    ),
-                })
-            }
+            Ok(running @ RunningCode { program: Some(program), .. }) => (running, program),
+            Ok(_) => return refuse(Refusal::Failed { message: "how the running program reaches the boundary was not read".to_string() }),
+            Err(why) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {why}") }),
         };
         let surface_change = running.surface.first_difference(&surface);
         let can_redirect = |name: &str| -> Result<(), NotRedirected> {
             if let Some(change) = &surface_change {
-                return Err(NotRedirected::Cannot(format!(
-                    "{change}, so the same function may now take other arguments"
-                )));
+                return Err(NotRedirected::Cannot(format!("{change}, so the same function may now take other arguments")));
             }
             // An `async fn`'s future or an `impl Trait`: its layout is its body's.
             let item = patch::reach::item_path(name);
@@ -298,49 +229,24 @@ impl Attempt<'_> {
         };
         // A copy another crate compiled is not in the patch: the source tells whether the body
         // of a function of that name changed.
-        let body_changed = |item: &str| {
-            running
-                .surface
-                .body_changed(&surface, item.rsplit("::").next().unwrap_or(item))
-        };
-        let analysis = match patch::reach::analyse(
-            baseline,
-            &objects,
-            &program.outside,
-            &can_redirect,
-            &body_changed,
-        ) {
+        let body_changed = |item: &str| running.surface.body_changed(&surface, item.rsplit("::").next().unwrap_or(item));
+        let analysis = match patch::reach::analyse(baseline, &objects, &program.outside, &can_redirect, &body_changed) {
             Ok(analysis) => analysis,
-            Err(err) => {
-                return refuse(Refusal::Failed {
-                    message: format!(
-                        "cannot compare the new code with the running program's: {err:#}"
-                    ),
-                })
-            }
+            Err(err) => return refuse(Refusal::Failed { message: format!("cannot compare the new code with the running program's: {err:#}") }),
         };
         if !analysis.stale.is_empty() {
-            let start_up_only = analysis
-                .stale
-                .iter()
-                .all(|s| s.why == patch::reach::Unreached::StartUp);
+            let start_up_only = analysis.stale.iter().all(|s| s.why == patch::reach::Unreached::StartUp);
             return refuse(if start_up_only && program.outside.has_main {
-                Refusal::StartUpOnly {
-                    functions: analysis.stale.iter().map(|s| s.function.clone()).collect(),
-                }
+                Refusal::StartUpOnly { functions: analysis.stale.iter().map(|s| s.function.clone()).collect() }
             } else {
-                Refusal::Stale {
-                    changes: analysis.stale,
-                }
+                Refusal::Stale { changes: analysis.stale }
             });
         }
         // A changed layout patches only when no old value of it can meet the new code.
-        let types = program.types.as_ref().ok();
+        let types = program.types.read().and_then(|types| types.as_ref().ok());
         let changed_layouts = match (&new_types, types) {
             (Some(new), Some(running_types)) => {
-                if let Some((function, was, now)) =
-                    crate::layout::changed_signature(running_types, new, &analysis.redirect)
-                {
+                if let Some((function, was, now)) = crate::layout::changed_signature(running_types, new, &analysis.redirect) {
                     let why = format!("its compiled signature changed (`{was}` → `{now}`), so its callers would pass what it no longer takes");
                     return refuse(Refusal::Stale {
                         changes: vec![patch::reach::Stale {
@@ -350,8 +256,7 @@ impl Attempt<'_> {
                     });
                 }
                 let changed = crate::layout::changed_layouts(running_types, new);
-                if let Err(held) = crate::layout::check(running_types, &changed, &analysis.redirect)
-                {
+                if let Err(held) = crate::layout::check(running_types, &changed, &analysis.redirect) {
                     return refuse(Refusal::LayoutHeld { held, boundary });
                 }
                 changed
@@ -362,108 +267,54 @@ impl Attempt<'_> {
         // does not describe?
         let unknown_downcasts = new_types.is_none() && {
             let before = crate::layout::downcast_instances(
-                crate::codediff::SymbolNames::read(baseline)
-                    .map(|n| n.functions)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(String::as_str),
+                crate::codediff::SymbolNames::read(baseline).map(|n| n.functions).unwrap_or_default().iter().map(String::as_str),
             );
-            let after = crate::codediff::SymbolNames::read(&objects)
-                .map(|n| n.functions)
-                .unwrap_or_default();
-            crate::layout::downcast_instances(after.iter().map(String::as_str))
-                .difference(&before)
-                .next()
-                .is_some()
+            let after = crate::codediff::SymbolNames::read(&objects).map(|n| n.functions).unwrap_or_default();
+            crate::layout::downcast_instances(after.iter().map(String::as_str)).difference(&before).next().is_some()
         };
         let also_run_at_start_up = analysis.also_run_at_start_up.clone();
         let new_objects = objects.clone();
-        let patch_path = self
-            .patch_dir
-            .join(format!("{}-{}.so", unit.boundary.crate_name, self.number));
+        let patch_path = self.patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.number));
         std::fs::create_dir_all(&self.patch_dir)?;
-        let linked = match patch::link(
-            objects,
-            &patching.linker,
-            &self.patch_dir.join("objects"),
-            &patch_path,
-            homes,
-        )? {
+        let linked = match patch::link(objects, &patching.linker, &self.patch_dir.join("objects"), &patch_path, homes)? {
             Ok(linked) => linked,
-            Err(unbindable) => {
-                return refuse(Refusal::Unbindable {
-                    reason: unbindable.0,
-                })
-            }
+            Err(unbindable) => return refuse(Refusal::Unbindable { reason: unbindable.0 }),
         };
         let checked = Instant::now();
-        let approved =
-            match abi::check_file(&patching.image, &unit.boundary.crate_name, &patch_path)? {
-                Ok(approved) => approved,
-                Err(rejection) => return refuse(Refusal::Gate { rejection }),
-            };
-        let redirects = match program
-            .copies
-            .plan(&analysis.redirect, &patch_path, homes.bias)
-        {
+        let approved = match abi::check_file(&patching.image, &unit.boundary.crate_name, &patch_path)? {
+            Ok(approved) => approved,
+            Err(rejection) => return refuse(Refusal::Gate { rejection }),
+        };
+        let redirects = match program.copies.plan(&analysis.redirect, &patch_path, homes.bias) {
             Ok(redirects) => redirects,
-            Err(stale) => {
-                return refuse(Refusal::Stale {
-                    changes: vec![stale],
-                })
-            }
+            Err(stale) => return refuse(Refusal::Stale { changes: vec![stale] }),
         };
         let check_time = checked.elapsed();
 
-        match self
-            .supervisor
-            .reload(&patch_path, &approved.exports, &redirects, RELOAD_TIMEOUT)?
-        {
-            ReloadOutcome::Ok {
-                load_micros,
-                switched,
-                redirected: _,
-                base,
-                rebuilt,
-            } => {
+        match self.supervisor.reload(&patch_path, &approved.exports, &redirects, RELOAD_TIMEOUT)? {
+            ReloadOutcome::Ok { load_micros, switched, redirected: _, base, rebuilt } => {
                 if let Ok(running) = &mut self.host.boundaries[index].running {
                     running.objects = Some(new_objects);
                     running.surface = surface;
                     running.skeleton = skeleton;
-                    if let Some(Ok(types)) = running.program.as_mut().map(|p| &mut p.types) {
+                    // A patch that was not checked for layouts need not wait for them.
+                    if let Some(Ok(types)) = running.program.as_mut().map(|p| p.types.wait()).filter(|_| new_types.is_some() || unknown_downcasts) {
                         match new_types {
                             Some(new) => types.absorb(new),
                             None if unknown_downcasts => {
-                                types.unknown_downcasts.get_or_insert_with(|| {
-                                    patch_path
-                                        .file_name()
-                                        .unwrap_or_default()
-                                        .to_string_lossy()
-                                        .into_owned()
-                                });
+                                types.unknown_downcasts.get_or_insert_with(|| patch_path.file_name().unwrap_or_default().to_string_lossy().into_owned());
                             }
                             None => {}
                         }
                     }
-                    if let Some(Err(err)) = running
-                        .program
-                        .as_mut()
-                        .map(|program| program.copies.add_patch(&patch_path, base))
-                    {
-                        self.events.warn(format!(
-                            "cannot read the functions of {}: {err:#}",
-                            patch_path.display()
-                        ));
+                    if let Some(Err(err)) = running.program.as_mut().map(|program| program.copies.add_patch(&patch_path, base)) {
+                        self.events.warn(format!("cannot read the functions of {}: {err:#}", patch_path.display()));
                     }
                 }
                 // An export's entry is switched through its slot; redirecting its copy too is
                 // not news.
-                let mut redirected: Vec<String> = analysis
-                    .redirect
-                    .iter()
-                    .filter(|n| !n.starts_with(crate::abi::elf::ENTRY_PREFIX))
-                    .map(|n| patch::reach::readable(n))
-                    .collect();
+                let mut redirected: Vec<String> =
+                    analysis.redirect.iter().filter(|n| !n.starts_with(crate::abi::elf::ENTRY_PREFIX)).map(|n| patch::reach::readable(n)).collect();
                 redirected.sort();
                 redirected.dedup();
                 if let Some(loaded) = &mut self.host.boundaries[index].loaded {
@@ -471,21 +322,14 @@ impl Attempt<'_> {
                 }
                 // Statics this patch introduced keep their values in later patches too (if the
                 // program said where it loaded the patch).
-                match abi::elf::read_statics(
-                    &patch_path,
-                    std::slice::from_ref(&unit.boundary.crate_name),
-                    "",
-                ) {
+                match abi::elf::read_statics(&patch_path, std::slice::from_ref(&unit.boundary.crate_name), "") {
                     Ok((introduced, _)) if base != 0 => {
                         if let Some((_, homes)) = self.homes.as_mut() {
                             homes.add_patch(&introduced, base);
                         }
                     }
                     Ok(_) => {}
-                    Err(err) => self.events.warn(format!(
-                        "cannot read the statics of {}: {err:#}",
-                        patch_path.display()
-                    )),
+                    Err(err) => self.events.warn(format!("cannot read the statics of {}: {err:#}", patch_path.display())),
                 }
                 Ok(PatchOutcome::Applied(Box::new(Patched {
                     boundary,
@@ -503,11 +347,7 @@ impl Attempt<'_> {
                     redirected,
                     redirected_copies: redirects.len(),
                     functions_changed: analysis.diff.changed.len(),
-                    layouts_changed: changed_layouts
-                        .iter()
-                        .filter(|t| !t.contains('<'))
-                        .cloned()
-                        .collect(),
+                    layouts_changed: changed_layouts.iter().filter(|t| !t.contains('<')).cloned().collect(),
                 })))
             }
             ReloadOutcome::Error { message } => refuse(Refusal::LoadFailed { message }),
@@ -516,14 +356,18 @@ impl Attempt<'_> {
 }
 
 impl Attempt<'_> {
+    /// Whether the running program's types were read (waiting for them if need be).
+    fn types_known(&mut self, index: usize) -> bool {
+        match &mut self.host.boundaries[index].running {
+            Ok(RunningCode { program: Some(program), .. }) => program.types.wait().is_ok(),
+            _ => false,
+        }
+    }
+
     /// The first file of the boundary whose edit could change a layout (see
     /// `layout::skeleton`), compared with the running program's version.
     fn skeleton_change(&self, index: usize, source: &CrateSource) -> Option<PathBuf> {
-        self.host.boundaries[index]
-            .running
-            .as_ref()
-            .ok()
-            .and_then(|r| r.skeleton.first_change(&source.skeleton))
+        self.host.boundaries[index].running.as_ref().ok().and_then(|r| r.skeleton.first_change(&source.skeleton))
     }
 }
 
