@@ -83,6 +83,9 @@ fn boundary_edits_patch_the_running_process() {
     std::fs::write(fixture.path("crates/handlers/src/extra.rs"), "pub fn word() -> &'static str {\n    \"extra\"\n}\n").unwrap();
     run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("extra v4"));
     assert_eq!(run.pid(), pid);
+    // The new code can answer before the outcome line is printed: wait for it, so that the
+    // next step's mark comes after it.
+    run.wait_for_log_count_after("patched `handlers`", 1, mark);
 
     // 5. A panic in patched code unwinds like any other (the connection's task ends, the
     //    server lives on): the patch carries its unwind tables.
@@ -153,6 +156,17 @@ fn a_single_package_patches_its_own_library() {
     let body = run.wait_for_response("/", PATCH_WAIT, |b| b.starts_with("single v2"));
     let n: u64 = body.trim_start_matches("single v2 #").parse().unwrap();
     assert!(n >= 3, "the host's counter survives: {body}");
+    assert_eq!(run.pid(), pid);
+
+    // A static of a module named like its function (`health_check::HITS` beside
+    // `fn health_check`) keeps its value across patches.
+    assert_eq!(run.get("/health").unwrap(), "health v1 hits=1");
+    assert_eq!(run.get("/health").unwrap(), "health v1 hits=2");
+    fixture.edit("src/health_check.rs", "health v1", "health v2");
+    let body = run.wait_for_response("/health", PATCH_WAIT, |b| b.starts_with("health v2"));
+    // Each poll for the new code counted too.
+    let hits: u64 = body.trim_start_matches("health v2 hits=").parse().unwrap();
+    assert!(hits >= 3, "the static kept its value: {body}\n{}", run.log());
     assert_eq!(run.pid(), pid);
 
     let mark = run.log().len();

@@ -72,6 +72,16 @@ fn routes_middleware_and_connections_follow_the_newest_router() {
     patched(&run, mark, 1);
     assert_eq!(get(&run, "/added").status, 404);
 
+    // A new export (no compiled code of the program calls it), then a new route that calls it.
+    let mark = run.log().len();
+    let export = "#[hot::export]\npub fn fresh() -> String {\n    \"fresh v1\".to_string()\n}\n\n#[hot::export]\npub fn router(";
+    fixture.edit(WEB, "#[hot::export]\npub fn router(", export);
+    patched(&run, mark, 1);
+    let mark = run.log().len();
+    fixture.edit(WEB, ".route(\"/stats\", get(stats))", ".route(\"/stats\", get(stats))\n        .route(\"/fresh\", get(|| async { fresh() }))");
+    patched(&run, mark, 1);
+    assert_eq!(get(&run, "/fresh").body, "fresh v1", "{}", run.log());
+
     // A router builder that panics: the previous router keeps serving, cargo hot says why,
     // and the fix applies.
     let mark = run.log().len();
@@ -87,8 +97,8 @@ fn routes_middleware_and_connections_follow_the_newest_router() {
 
     // Reload hooks and the version counter saw every applied patch.
     let version = get(&run, "/version").body;
-    assert_eq!(version, "patch 5 · settings v1");
-    assert!(run.log().contains("[app] now running patch 5"), "{}", run.log());
+    assert_eq!(version, "patch 7 · settings v1");
+    assert!(run.log().contains("[app] now running patch 7"), "{}", run.log());
     assert_eq!(run.pid(), pid, "every edit was a patch");
 }
 

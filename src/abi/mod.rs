@@ -101,14 +101,14 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
     if host_exports.is_empty() {
         return Err(Rejection::NoExports { crate_name: crate_name.to_string() });
     }
-    for key in &patch_exports {
-        if !host_exports.contains(key) {
-            let export = export_path(key).to_string();
-            return Err(if host_exports.iter().any(|h| export_path(h) == export) {
-                Rejection::SignatureChanged { export }
-            } else {
-                Rejection::NewExport { export }
-            });
+    // A new export has no slot in the running program, and no compiled code of it calls
+    // the export (it did not exist): only the new code does, which calls its own copy. It is
+    // patched, and not switched.
+    let (patch_exports, new): (Vec<&String>, Vec<&String>) = patch_exports.into_iter().partition(|key| host_exports.contains(key));
+    for key in new {
+        let export = export_path(key).to_string();
+        if host_exports.iter().any(|h| export_path(h) == export) {
+            return Err(Rejection::SignatureChanged { export });
         }
     }
     for key in &host_exports {
@@ -189,8 +189,8 @@ mod tests {
         let host = host(&[("h::a::h1", L), ("h::b::h2", L)], &[]);
         let changed = check(&host, "h", &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
         assert_eq!(changed, Rejection::SignatureChanged { export: "h::a".into() });
-        let added = check(&host, "h", &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[])).unwrap_err();
-        assert_eq!(added, Rejection::NewExport { export: "h::c".into() });
+        let added = check(&host, "h", &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[]));
+        assert_eq!(added, Ok(Approved { exports: vec!["h::a::h1".into(), "h::b::h2".into()] }), "a new export is patched, not switched");
         let removed = check(&host, "h", &patch(&[("h::a::h1", L)], &[])).unwrap_err();
         assert_eq!(removed, Rejection::ExportRemoved { export: "h::b".into() });
     }

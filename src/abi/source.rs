@@ -43,6 +43,11 @@ pub struct DeclaredStatics {
     /// Every function name of the crate, to tell `module::NAME` from `function::NAME` in a
     /// symbol's path.
     pub functions: BTreeSet<String>,
+    /// (module, name) of those declared at module level, the module by its own name (a file's
+    /// stem, the directory of a `mod.rs`, an inline `mod`; empty at the crate root): a module
+    /// is often named like one of its functions (`routes/health_check.rs` and its
+    /// `fn health_check`), and `health_check::HITS` is then the module's static.
+    pub in_named_modules: BTreeSet<(String, String)>,
 }
 
 impl DeclaredStatics {
@@ -58,7 +63,10 @@ impl DeclaredStatics {
             }
             let enclosing = segments[..index].iter().rev().find(|s| !s.starts_with("{{")).copied();
             return match enclosing.filter(|e| self.functions.contains(*e)) {
-                Some(function) => self.in_functions.contains(&(function.to_string(), segment.to_string())),
+                Some(function) => {
+                    self.in_functions.contains(&(function.to_string(), segment.to_string()))
+                        || self.in_named_modules.contains(&(function.to_string(), segment.to_string()))
+                }
                 None => in_module,
             };
         }
@@ -312,6 +320,24 @@ impl Collector<'_> {
         self.out.insert(key, tokens);
     }
 
+    /// A static declared at module level: by name, and with the name of its module.
+    fn declare_in_module(&mut self, name: String) {
+        let path = self.scope().path.clone();
+        let module = match path.rsplit("::").next().filter(|m| !m.is_empty()) {
+            Some(inline) => inline.to_string(),
+            None => {
+                let stem = self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                match stem.as_str() {
+                    "lib" | "main" => String::new(),
+                    "mod" => self.file.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
+                    _ => stem,
+                }
+            }
+        };
+        self.declared.in_named_modules.insert((module, name.clone()));
+        self.declared.in_modules.insert(name);
+    }
+
     fn close_module(&mut self) {
         let scope = self.modules.pop().expect("a module scope is open");
         if scope.imports_and_consts.is_empty() {
@@ -358,14 +384,14 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         if macro_name == "thread_local" {
             if let Ok(locals) = item.mac.parse_body::<ThreadLocals>() {
                 for (name, ty) in locals.0 {
-                    self.declared.in_modules.insert(name.clone());
+                    self.declare_in_module(name.clone());
                     self.add("thread_local!", &name, ty);
                 }
                 return;
             }
         }
         if macro_name == "lazy_static" {
-            self.declared.in_modules.extend(lazy_static_names(&item.mac.tokens));
+            lazy_static_names(&item.mac.tokens).into_iter().for_each(|name| self.declare_in_module(name));
         }
         if is_decline(&syn::Item::Macro(item.clone())) {
             return; // a marker, not a definition
@@ -374,7 +400,7 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         self.add("macro", &name, tokens_without_docs(item));
     }
     fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
-        self.declared.in_modules.insert(item.ident.to_string());
+        self.declare_in_module(item.ident.to_string());
         self.add("static", &item.ident.to_string(), static_type(item));
     }
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
@@ -672,6 +698,18 @@ mod tests {
         assert!(!d.declares("app::f::__CALLSITE"), "a macro's static");
         assert!(!d.declares("app::f::TOP"), "a static named like a module-level one, inside a function");
         assert!(!d.declares("app::g::IN_FN"), "declared in another function");
+    }
+
+    #[test]
+    fn a_module_named_like_its_function_keeps_its_statics() {
+        // zero-to-production's routes/health_check.rs: `static HITS` beside `fn health_check`.
+        let mut definitions = TypeDefinitions::default();
+        let source = "static HITS: AtomicU64 = AtomicU64::new(0);\nfn bump() {}\npub async fn health_check() { static LOCAL: u8 = 0; }";
+        definitions.add_source(source, Path::new("/crate/src/routes/health_check.rs")).unwrap();
+        let d = definitions.declared_statics();
+        assert!(d.declares("zero2prod::routes::health_check::HITS"), "{d:?}");
+        assert!(d.declares("zero2prod::routes::health_check::health_check::{{closure}}::LOCAL"));
+        assert!(!d.declares("zero2prod::routes::health_check::bump::HITS"), "no `HITS` inside `bump`, which is no module");
     }
 
     #[test]

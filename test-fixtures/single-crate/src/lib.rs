@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod health_check;
+
 /// Host-owned state, handed in by reference.
 pub struct Counter(pub AtomicU64);
 
@@ -10,6 +12,7 @@ pub fn respond(path: &str, counter: &Counter) -> String {
     let n = counter.0.fetch_add(1, Ordering::SeqCst) + 1;
     match path {
         "/pid" => std::process::id().to_string(),
+        "/health" => health_check::health_check(),
         _ => format!("single v1 #{n}"),
     }
 }
