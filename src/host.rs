@@ -127,23 +127,7 @@ impl ProgramView {
         };
         let names = crate::codediff::SymbolNames::read(&source.read()?)?.functions;
         let copies = crate::redirect::RunningCopies::of_host(&build.executable, &names)?;
-        let mut others = Vec::new();
-        if !has_main {
-            // The host crate's own objects, kept by the linker role, and the other workspace
-            // libraries of the link: the only code that can name this crate's functions.
-            let host_key = build.link.output.as_deref().and_then(|out| out.file_name()).map(|n| n.to_string_lossy().into_owned());
-            if let Some(key) = host_key {
-                let dir = crate::capture::host_objects_dir(&build::capture_dir(plan), &key);
-                if dir.is_dir() {
-                    others.push((plan.host.bin.clone(), ObjectSource::Dir(dir).read()?));
-                }
-            }
-            for local in build.local_units.iter().filter(|l| l.package != unit.boundary.package) {
-                if let Some(rlib) = &local.rlib {
-                    others.push((local.package.clone(), ObjectSource::Rlib(rlib.clone()).read()?));
-                }
-            }
-        }
+        let others = if has_main { Vec::new() } else { other_objects(unit, build, plan)? };
         let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
         outside.has_main = has_main;
         let (unit, executable, workspace) = (unit.clone(), build.executable.clone(), plan.workspace_root.clone());
@@ -154,6 +138,27 @@ impl ProgramView {
             .unwrap_or_else(|err| TypesOfProgram::Read(Err(format!("cannot start a thread: {err}"))));
         Ok(ProgramView { copies, outside, types })
     }
+}
+
+/// The host crate's own objects, kept by the linker role, and the other workspace libraries of
+/// the link (each with its crate's name): the only code that can name a library boundary's
+/// functions.
+pub fn other_objects(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<Vec<(String, Vec<crate::patch::ObjectFile>)>> {
+    use crate::patch::ObjectSource;
+    let mut others = Vec::new();
+    let host_key = build.link.output.as_deref().and_then(|out| out.file_name()).map(|n| n.to_string_lossy().into_owned());
+    if let Some(key) = host_key {
+        let dir = crate::capture::host_objects_dir(&build::capture_dir(plan), &key);
+        if dir.is_dir() {
+            others.push((plan.host.bin.clone(), ObjectSource::Dir(dir).read()?));
+        }
+    }
+    for local in build.local_units.iter().filter(|l| l.package != unit.boundary.package) {
+        if let Some(rlib) = &local.rlib {
+            others.push((local.package.clone(), ObjectSource::Rlib(rlib.clone()).read()?));
+        }
+    }
+    Ok(others)
 }
 
 /// The boundary's types as the host was compiled with them, from its DWARF: the boundary's

@@ -72,91 +72,57 @@ fn layouts_are_decided_from_the_compiled_types() {
     let run = HotRun::start(&fixture, &[]);
     assert_eq!(run.get("/ring").unwrap(), "ring slots=2 sentinel=42");
     assert_eq!(run.get("/token").unwrap(), "token id=5 sentinel=42");
-    assert_eq!(
-        run.get("/tally").unwrap(),
-        "tally hits=1 bytes=2 sentinel=42"
-    );
+    assert_eq!(run.get("/tally").unwrap(), "tally hits=1 bytes=2 sentinel=42");
 
     // A field added to a type built and dropped inside the request: patched, state kept.
     let mark = run.log().len();
     let before = "struct Order {\n    id: u32,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7 };\n    format!(\"order id={}\", order.id)";
     let after = "struct Order {\n    id: u32,\n    note: &'static str,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7, note: \"new\" };\n    format!(\"order id={} note={}\", order.id, order.note)";
-    assert!(
-        edit(
-            &run,
-            &fixture,
-            before,
-            after,
-            "/order",
-            "order id=7 note=new"
-        ),
-        "{}",
-        run.log()
-    );
-    assert!(
-        run.log()[mark..].contains("new layout of `logic::Order`"),
-        "{}",
-        run.log()
-    );
-    assert_eq!(
-        run.get("/tally").unwrap(),
-        "tally hits=2 bytes=2 sentinel=42",
-        "the static kept its value"
-    );
+    assert!(edit(&run, &fixture, before, after, "/order", "order id=7 note=new"), "{}", run.log());
+    assert!(run.log()[mark..].contains("new layout of `logic::Order`"), "{}", run.log());
+    // Every static the source declares was bound: no warning of a fresh copy but the one a
+    // macro declares, which the patch does reset, and says so.
+    let log = &run.log()[mark..];
+    assert!(log.contains("its own copy of the static `logic::MACRO_HITS`"), "{log}");
+    assert!(!log.contains("static `logic::RING`") && !log.contains("static `logic::TALLY`"), "{log}");
+    assert_eq!(run.get("/tally").unwrap(), "tally hits=2 bytes=2 sentinel=42", "the static kept its value");
 
     // A const of a module without types sizes an array of a struct a static holds.
     let mark = run.log().len();
-    assert!(!edit(
-        &run,
-        &fixture,
-        "pub const SLOTS: usize = 2;",
-        "pub const SLOTS: usize = 5;",
-        "/ring",
-        "ring slots=5 sentinel=42"
-    ));
-    assert!(
-        run.log()[mark..].contains("the static `logic::RING`"),
-        "{}",
-        run.log()
-    );
+    assert!(!edit(&run, &fixture, "pub const SLOTS: usize = 2;", "pub const SLOTS: usize = 5;", "/ring", "ring slots=5 sentinel=42"));
+    assert!(run.log()[mark..].contains("the static `logic::RING`"), "{}", run.log());
 
     // An alias re-pointed to a wider type, used by a struct a static holds.
     let mark = run.log().len();
-    assert!(!edit(
-        &run,
-        &fixture,
-        "pub type Count = u16;",
-        "pub type Count = u64;",
-        "/tally",
-        "bytes=8 sentinel=42"
-    ));
-    assert!(
-        run.log()[mark..].contains("layout of `logic::Tally` changed"),
-        "{}",
-        run.log()
-    );
+    assert!(!edit(&run, &fixture, "pub type Count = u16;", "pub type Count = u64;", "/tally", "bytes=8 sentinel=42"));
+    assert!(run.log()[mark..].contains("layout of `logic::Tally` changed"), "{}", run.log());
 
     // A field retyped in a type the host keeps behind `dyn Any`, downcast by the new code.
     let mark = run.log().len();
     let tail = "    sentinel: u64,\n}\n\n#[hot::export]\npub fn read_token(token: &(dyn std::any::Any + Send + Sync)) -> String {\n    match token.downcast_ref::<Token>() {\n        Some(token) => format!(\"token";
     let before = format!("struct Token {{\n    id: u8,\n{tail} id=");
     let after = format!("struct Token {{\n    id: u64,\n{tail} v2 id=");
-    assert!(
-        !edit(
-            &run,
-            &fixture,
-            &before,
-            &after,
-            "/token",
-            "token v2 id=5 sentinel=42"
-        ),
-        "{}",
-        run.log()
-    );
-    assert!(
-        run.log()[mark..].contains("behind `dyn core::any::Any"),
-        "{}",
-        run.log()
-    );
+    assert!(!edit(&run, &fixture, &before, &after, "/token", "token v2 id=5 sentinel=42"), "{}", run.log());
+    assert!(run.log()[mark..].contains("behind `dyn core::any::Any"), "{}", run.log());
     run.interrupt();
+}
+
+/// `cargo hot explain FILE` judges each function as a patch would be judged: a patched file
+/// can hold functions whose edits restart.
+#[test]
+fn explain_says_which_functions_patch_and_which_restart() {
+    // It builds the fixture, as `run` does: not at the same time as another copy of it.
+    let _lock = support::exclusive_build();
+    let fixture = Fixture::copy("held-values");
+    let out = support::explain(&fixture, &[LOGIC]);
+    let line =
+        |name: &str| out.lines().find(|l| l.trim_start().starts_with(&format!("{name}:"))).unwrap_or_else(|| panic!("no line for {name}:\n{out}")).to_string();
+    assert!(out.lines().next().unwrap().contains(": patch"), "{out}");
+    assert_eq!(line("answer").trim(), "answer: patch", "{out}");
+    assert_eq!(line("helper").trim(), "helper: patch", "{out}");
+    assert!(line("direct").contains("restart (only the host's own code reaches it"), "{out}");
+    assert!(line("generic_label").contains("restart (`host` compiled its own copy"), "{out}");
+    assert!(line("inline_label").contains("restart (`host` compiled its own copy"), "{out}");
+    assert_eq!(line("Memory::describe").trim(), "Memory::describe: patch", "a vtable method, redirected: {out}");
+    assert!(line("Guard::drop").contains("restart (only the host's own code reaches it"), "drop glue in the host: {out}");
 }

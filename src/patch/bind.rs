@@ -158,6 +158,25 @@ impl Homes {
         (names.len() == 1 && !names.contains(name) && self.is_declared(&path)).then_some(path)
     }
 
+    /// The statics of a linked patch (`defined`: those it keeps a copy of) that the running
+    /// program has under the same path: each starts again from its initializer in the new
+    /// code. Statics that macros generate (tracing's callsites, `__`-names) are left out:
+    /// their fresh copies are by design.
+    pub fn fresh_copies(&self, defined: &[StaticSymbol]) -> Vec<String> {
+        let mut fresh: Vec<String> = defined
+            .iter()
+            .filter(|s| self.names_by_path.contains_key(&s.path))
+            .map(|s| s.path.clone())
+            .filter(|path| {
+                let last = path.rsplit("::").next().unwrap_or_default();
+                !last.starts_with("__") && !last.starts_with('{') && !matches!(last, "CALLSITE" | "META")
+            })
+            .collect();
+        fresh.sort();
+        fresh.dedup();
+        fresh
+    }
+
     pub fn len(&self) -> usize {
         self.by_name.len()
     }

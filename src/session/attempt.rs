@@ -280,6 +280,18 @@ impl Attempt<'_> {
             Ok(linked) => linked,
             Err(unbindable) => return refuse(Refusal::Unbindable { reason: unbindable.0 }),
         };
+        // A static the program has that the patch keeps a copy of anyway starts again from its
+        // initializer: never silently.
+        if let Ok((defined, _)) = abi::elf::read_statics(&patch_path, std::slice::from_ref(&unit.boundary.crate_name), "") {
+            let fresh = homes.fresh_copies(&defined);
+            if let Some(first) = fresh.first() {
+                let more = if fresh.len() > 1 { format!(" (and {} more)", fresh.len() - 1) } else { String::new() };
+                self.events.warn(format!(
+                    "the new code has its own copy of the static `{first}`{more}, which starts again from its initializer: \
+                     its source declaration was not recognised (a static made by a macro?); press r to restart if its value matters"
+                ));
+            }
+        }
         let checked = Instant::now();
         let approved = match abi::check_file(&patching.image, &unit.boundary.crate_name, &patch_path)? {
             Ok(approved) => approved,

@@ -434,3 +434,13 @@ mod tests {
         assert!(lines[0].text.contains("      | no config\n      its last output:\n      |    2: server::main"), "{}", lines[0].text);
     }
 }
+
+/// How an edit of one function's body would take effect (`cargo hot explain FILE`).
+pub fn function_verdict(verdict: &crate::explain::functions::Verdict) -> String {
+    use crate::explain::functions::Verdict;
+    match verdict {
+        Verdict::Patch => "patch".to_string(),
+        Verdict::Redirect => "patch (the host reaches it too: its running copies are redirected)".to_string(),
+        Verdict::Restart(why) => format!("restart ({why})"),
+    }
+}

@@ -34,6 +34,7 @@ fn main() {
                 "/store" => store.describe(),
                 "/answer" => logic::answer(),
                 "/order" => logic::order(),
+                "/macro" => logic::macro_hits(),
                 "/ring" => logic::ring(),
                 "/tally" => logic::tally(),
                 "/token" => logic::read_token(&**token),

@@ -140,3 +140,16 @@ pub fn read_token(token: &(dyn std::any::Any + Send + Sync)) -> String {
         None => "token of another type".to_string(),
     }
 }
+
+/// A static a macro declares: the source check cannot see it, so a patch gets its own copy.
+macro_rules! counter {
+    ($name:ident) => {
+        static $name: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    };
+}
+counter!(MACRO_HITS);
+
+#[hot::export]
+pub fn macro_hits() -> String {
+    format!("macro hits={}", MACRO_HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+}

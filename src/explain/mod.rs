@@ -15,6 +15,8 @@ use crate::cli::ExplainArgs;
 use crate::metadata::{self, BoundaryKind, Plan};
 use crate::ui::{self, words};
 
+pub mod functions;
+
 /// How many files of a directory argument are listed before the rest is counted.
 const LISTED_PER_DIRECTORY: usize = 20;
 
@@ -43,10 +45,23 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         if absolute.is_dir() {
             print!("{}", directory(path, &absolute, &tree, &kinds));
         } else {
-            println!("{}: {}", path.display(), decision(&tree, &kinds, &absolute).1);
+            let (action, said) = decision(&tree, &kinds, &absolute);
+            println!("{}: {said}", path.display());
+            if let Action::Patch(index) = action {
+                print!("{}", per_function(&absolute, &build, index, &plan));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Under a patched file, one line per function: how an edit of its body would take effect.
+fn per_function(file: &Path, build: &build::HostBuild, index: usize, plan: &Plan) -> String {
+    let Some(unit) = build.boundaries.get(index) else { return String::new() };
+    match functions::of_file(file, unit, build, plan) {
+        Ok(verdicts) => verdicts.iter().map(|v| format!("  {}: {}\n", v.name, words::function_verdict(&v.verdict))).collect(),
+        Err(err) => format!("  (its functions cannot be told apart: {err:#})\n"),
+    }
 }
 
 /// `patch (compiled only by the boundary `handlers`)`.
