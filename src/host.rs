@@ -45,6 +45,9 @@ pub struct BoundaryState {
     pub dirs: crate::patch::CompileDirs,
     /// The compile that warms the patch's incremental cache after the build, if running.
     pub warmup: Option<crate::patch::Warmup>,
+    /// The compile that warms the cache of the full-debug-info compile (a library boundary's
+    /// edits that could change a layout), at idle priority; see `patch::Warmup::start_types`.
+    pub types_warmup: Option<crate::patch::Warmup>,
     /// What the running program runs of this boundary, and how the rest of the program
     /// reaches it; None when it could not be read (every edit then restarts, saying why).
     pub running: Result<RunningCode, String>,
@@ -233,7 +236,7 @@ impl HostState {
                 None => (None, Err("the boundary changed while the program was being built".to_string())),
             };
             let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
-            boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, running });
+            boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, types_warmup: None, running });
         }
         Ok(HostState { build, tree, patching, boundaries })
     }
@@ -248,6 +251,10 @@ impl HostState {
             match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
+            }
+            // Without it the first edit that could change a layout pays a whole compile.
+            if matches!(state.unit.objects, UnitObjects::Rlib(_)) {
+                state.types_warmup = crate::patch::Warmup::start_types(&state.unit, tool, &state.dirs).ok();
             }
         }
     }
@@ -275,7 +282,10 @@ impl HostState {
 
     /// Kills the warm-up compiles still running (dropping one kills it).
     pub fn stop_warm_ups(&mut self) {
-        self.boundaries.iter_mut().for_each(|b| b.warmup = None);
+        self.boundaries.iter_mut().for_each(|b| {
+            b.warmup = None;
+            b.types_warmup = None;
+        });
     }
 
     /// A boundary's record and its files.

@@ -21,6 +21,23 @@ pub fn at_low_priority(command: &mut Command) {
     }
 }
 
+/// Runs `command` only when the machine is otherwise idle (`SCHED_IDLE`): work that may wait
+/// for everything else, including the other warm-up.
+pub fn at_idle_priority(command: &mut Command) {
+    // SAFETY: between fork and exec only `sched_setscheduler` and `nice`, both
+    // async-signal-safe system calls; their results do not matter (the command at a higher
+    // priority is still correct).
+    unsafe {
+        command.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+                libc::nice(19);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Maps a build artifact (rlib, executable, patch, system library) read-only.
 pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

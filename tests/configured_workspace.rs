@@ -84,8 +84,11 @@ fn two_boundaries_and_configured_files_while_running() {
     assert_ne!(second, pid);
 
     // The env-file restarts with the new environment.
+    let mark = run.log().len();
     fixture.edit("dev.env", "hello-from-env", "changed-env");
     run.wait_for_response("/env", WAIT, |b| b == "changed-env");
+    // The new program can answer before the outcome line is printed: the next mark comes after it.
+    run.wait_for_log("restarted", mark, WAIT);
     assert_ne!(run.pid(), second);
     let third = run.pid();
 

@@ -163,18 +163,38 @@ struct Entry {
 struct UnitReader {
     entries: Vec<Entry>,
     /// Unit offset → index in `entries`.
-    at: HashMap<usize, usize>,
-    names: HashMap<usize, String>,
+    /// The unit offset of each entry, increasing (entries are read in order).
+    at: Vec<usize>,
+    /// Each entry's full path, once computed.
+    names: Vec<Option<String>>,
 }
 
 impl UnitReader {
     fn read(dwarf: &gimli::Dwarf<Slice>, unit: &gimli::Unit<Slice>, role: Role, crate_name: &str, into: &mut TypeFacts) -> Result<bool> {
-        let mut reader = UnitReader { entries: Vec::new(), at: HashMap::new(), names: HashMap::new() };
+        let mut reader = UnitReader { entries: Vec::new(), at: Vec::new(), names: Vec::new() };
         let mut cursor = unit.entries();
-        let mut stack: Vec<usize> = Vec::new();
+        // (depth, index) of the open entries that were kept.
+        let mut stack: Vec<(isize, usize)> = Vec::new();
+        // The inside of a function (its variables, scopes, inlined calls) says nothing about
+        // types: only its parameters are kept, and everything below its other children is
+        // skipped, most of a unit's entries.
+        let mut skip_below: Option<isize> = None;
         while let Some(die) = cursor.next_dfs()? {
-            let depth = die.depth().max(0) as usize;
-            stack.truncate(depth);
+            let depth = die.depth();
+            if skip_below.is_some_and(|d| depth > d) {
+                continue;
+            }
+            skip_below = None;
+            while stack.last().is_some_and(|(d, _)| *d >= depth) {
+                stack.pop();
+            }
+            let in_function = stack.last().is_some_and(|(_, p)| reader.entries[*p].tag == gimli::DW_TAG_subprogram);
+            if (in_function && die.tag() != gimli::DW_TAG_formal_parameter)
+                || matches!(die.tag(), gimli::DW_TAG_lexical_block | gimli::DW_TAG_inlined_subroutine)
+            {
+                skip_below = Some(depth);
+                continue;
+            }
             let index = reader.entries.len();
             let mut entry = Entry {
                 tag: die.tag(),
@@ -190,7 +210,7 @@ impl UnitReader {
                 count: None,
                 declaration: false,
                 has_location: false,
-                parent: stack.last().copied(),
+                parent: stack.last().map(|(_, p)| *p),
                 children: Vec::new(),
             };
             for attr in die.attrs() {
@@ -217,22 +237,23 @@ impl UnitReader {
             if let Some(parent) = entry.parent {
                 reader.entries[parent].children.push(index);
             }
-            reader.at.insert(die.offset().0, index);
+            reader.at.push(die.offset().0);
+            reader.names.push(None);
             reader.entries.push(entry);
             if die.has_children() {
-                stack.push(index);
+                stack.push((depth, index));
             }
         }
         Ok(reader.collect(role, crate_name, into))
     }
 
     fn entry_at(&self, offset: usize) -> Option<usize> {
-        self.at.get(&offset).copied()
+        self.at.binary_search(&offset).ok()
     }
 
     /// The full path of a named entry: its enclosing namespaces and types.
     fn path(&mut self, index: usize) -> String {
-        if let Some(name) = self.names.get(&index) {
+        if let Some(name) = &self.names[index] {
             return name.clone();
         }
         let own = self.type_name(index);
@@ -251,7 +272,7 @@ impl UnitReader {
         }
         parts.reverse();
         let path = parts.join("::");
-        self.names.insert(index, path.clone());
+        self.names[index] = Some(path.clone());
         path
     }
 

@@ -309,6 +309,19 @@ impl Warmup {
         Ok(Warmup { child: Some(child), sources, dep_info })
     }
 
+    /// Compiles the unchanged library boundary with full debug info in the directories of
+    /// [`start_types_compile`], only when the machine is idle: the first edit that could
+    /// change a layout then finds that cache warm too. An edit that needs those directories
+    /// drops it first (which kills it if it is still running).
+    pub fn start_types(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Warmup> {
+        let dirs = dirs.for_types();
+        let mut command = command(unit, tool, &dirs, false)?;
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        crate::sys::at_idle_priority(&mut command);
+        let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
+        Ok(Warmup { child: Some(child), sources: crate::abi::SourceSnapshot::default(), dep_info: dirs.dep_info(unit) })
+    }
+
     /// Waits until rustc has read the sources (its dep-info is written right after macro
     /// expansion, once every file is loaded), it has ended, or `deadline` has passed.
     pub fn wait_until_sources_read(&mut self, deadline: Instant) {

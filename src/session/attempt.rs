@@ -100,13 +100,18 @@ impl Attempt<'_> {
         let layout_edit = parsed.as_ref().is_ok_and(|source| self.skeleton_change(index, source).is_some());
         let mut layouts_known = layout_edit && self.types_known(index);
         if let (Ok(source), Some(loaded)) = (&parsed, &self.host.boundaries[index].loaded) {
-            let changed = if layouts_known || !layout_edit { loaded.first_static_difference(&source.definitions) } else { loaded.first_difference(&source.definitions) };
+            let changed =
+                if layouts_known || !layout_edit { loaded.first_static_difference(&source.definitions) } else { loaded.first_difference(&source.definitions) };
             if let Some(what) = changed {
                 compiling.abandon();
                 return refuse(Refusal::TypeChanged { what, boundary });
             }
             if layouts_known && !binary {
-                types_compile = Some(patch::start_types_compile(&unit, self.tool, &dirs)?);
+                types_compile = Some({
+                    // Its directories are the types warm-up's: stop it (it is done, or too late).
+                    self.host.boundaries[index].types_warmup = None;
+                    patch::start_types_compile(&unit, self.tool, &dirs)?
+                });
             }
         }
         let compiled = compiling.finish();
@@ -177,7 +182,11 @@ impl Attempt<'_> {
                     // could change a layout only now.
                     let compile = match types_compile.take() {
                         Some(compile) => compile,
-                        None => patch::start_types_compile(&unit, self.tool, &dirs)?,
+                        None => {
+                            // Its directories are the types warm-up's: stop it (it is done, or too late).
+                            self.host.boundaries[index].types_warmup = None;
+                            patch::start_types_compile(&unit, self.tool, &dirs)?
+                        }
                     };
                     if !compile.finish().success {
                         return refuse(Refusal::Failed { message: "the boundary compiled, but not with full debug info (for its types' layouts)".to_string() });
