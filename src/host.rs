@@ -254,7 +254,7 @@ impl HostState {
             }
             // Without it the first edit that could change a layout pays a whole compile.
             if matches!(state.unit.objects, UnitObjects::Rlib(_)) {
-                state.types_warmup = crate::patch::Warmup::start_types(&state.unit, tool, &state.dirs).ok();
+                state.types_warmup = crate::patch::Warmup::start_types(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)).ok();
             }
         }
     }

@@ -126,3 +126,40 @@ fn explain_says_which_functions_patch_and_which_restart() {
     assert_eq!(line("Memory::describe").trim(), "Memory::describe: patch", "a vtable method, redirected: {out}");
     assert!(line("Guard::drop").contains("restart (only the host's own code reaches it"), "drop glue in the host: {out}");
 }
+
+/// A host built without debug info of its types (`debug = "line-tables-only"`): the layouts
+/// of the unchanged crate come from cargo hot's own compile of it, and where values are held
+/// cannot be read. An edit that changes no layout (a new function) still patches; one that
+/// changes a layout restarts, saying why.
+#[test]
+fn without_the_host_s_type_debug_info_only_layout_changes_restart() {
+    let fixture = Fixture::copy("held-values");
+    // A target directory of its own: the other profile's artifacts, and no other session's
+    // compiles in its patch directories.
+    let target = tempfile::tempdir().unwrap();
+    let target_dir = target.path().to_str().unwrap();
+    let run = HotRun::start_with(&fixture, &[], &[("CARGO_PROFILE_DEV_DEBUG", "line-tables-only"), ("CARGO_TARGET_DIR", target_dir)], support::free_port());
+    assert_eq!(run.get("/answer").unwrap(), "answer v1");
+    // The compile of the unchanged crate with full debug info runs at idle priority: an edit
+    // made before it has read the sources could not use it (the edit restarts, saying so).
+    let types_dir = target.path().join("hot/host/patch-build");
+    let read = || {
+        let dirs = std::fs::read_dir(&types_dir).into_iter().flatten().flatten();
+        dirs.flat_map(|d| std::fs::read_dir(d.path().join("types/out")).into_iter().flatten().flatten())
+            .any(|f| f.path().extension().is_some_and(|e| e == "d"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !read() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = "fn helper() -> &'static str {\n    \"v1\"\n}";
+    let after = "fn helper() -> &'static str {\n    suffix()\n}\n\nfn suffix() -> &'static str {\n    \"v2\"\n}";
+    assert!(edit(&run, &fixture, before, after, "/answer", "answer v2"), "a new function changes no layout: {}", run.log());
+
+    let mark = run.log().len();
+    let before = "struct Order {\n    id: u32,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7 };\n    format!(\"order id={}\", order.id)";
+    let after = "struct Order {\n    id: u32,\n    note: &'static str,\n}\n\n#[hot::export]\npub fn order() -> String {\n    let order = Order { id: 7, note: \"new\" };\n    format!(\"order id={} note={}\", order.id, order.note)";
+    assert!(!edit(&run, &fixture, before, after, "/order", "order id=7 note=new"), "{}", run.log());
+    assert!(run.log()[mark..].contains("the layout of `logic::Order` changed") && run.log()[mark..].contains("where the program holds its values cannot be read"), "{}", run.log());
+    run.interrupt();
+}

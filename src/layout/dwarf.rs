@@ -85,7 +85,8 @@ pub fn read(data: &[u8], crate_name: &str, filter: &dyn UnitFilter, into: &mut T
         let Some(role) = unit_root(&dwarf, &unit).and_then(|root| filter.role(&root)) else {
             continue;
         };
-        any_types |= UnitReader::read(&dwarf, &unit, role, crate_name, into)?;
+        // Only the boundary's own units prove its layouts (a crate built with `debug = 0` has none).
+        any_types |= UnitReader::read(&dwarf, &unit, role, crate_name, into)? && role == Role::Boundary;
     }
     Ok(any_types)
 }

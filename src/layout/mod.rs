@@ -48,6 +48,10 @@ pub struct TypeFacts {
     /// A patch (its file name) compiled without type information that brought a new
     /// downcastable vtable: some value of an unknown type may be behind `dyn Any`.
     pub unknown_downcasts: Option<String>,
+    /// The layouts are known but not where the program holds values (why): the host was
+    /// built without debug info of its types, and the layouts come from a compile of the
+    /// unchanged crate. Every changed layout then restarts.
+    pub holders_unknown: Option<String>,
 }
 
 /// A place where a value made by one version of the code can meet the other version.
@@ -71,6 +75,8 @@ pub enum Place {
     Outside,
     /// A patch compiled without type information made a downcastable vtable of some type.
     UnknownDowncast { patch: String },
+    /// Where values are held cannot be read (why).
+    Unknown { why: String },
     /// A function the patch redirects takes or returns it.
     Redirected { function: String },
 }
@@ -163,6 +169,10 @@ pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> 
         if let Some(found) = held(&holder.mentions, holder.place.clone()) {
             return Err(found);
         }
+    }
+    if let Some(why) = &running.holders_unknown {
+        let type_name = changed.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();
+        return Err(HeldLayout { type_name, inside: None, place: Place::Unknown { why: why.clone() } });
     }
     if let Some(patch) = &running.unknown_downcasts {
         let type_name = changed.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();

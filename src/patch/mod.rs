@@ -183,6 +183,26 @@ pub fn patch_args(args: &[String], dirs: &CompileDirs, line_tables: bool) -> Vec
     out
 }
 
+/// The arguments with full debug info, whatever cargo's profile asked (`debug = 0` passes no
+/// `-C debuginfo` at all): the compile of a library's types needs their DWARF.
+fn with_full_debug_info(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 2);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-C" | "--codegen" => match args.next() {
+                Some(option) if option.starts_with("debuginfo=") => {}
+                Some(option) => out.extend([arg, option]),
+                None => out.push(arg),
+            },
+            a if a.starts_with("-Cdebuginfo=") => {}
+            _ => out.push(arg),
+        }
+    }
+    out.extend(["-C".to_string(), "debuginfo=2".to_string()]);
+    out
+}
+
 fn patch_codegen_option(option: &str, dirs: &CompileDirs, line_tables: bool) -> String {
     match option.split_once('=') {
         Some(("incremental", _)) => format!("incremental={}", dirs.incremental.display()),
@@ -199,6 +219,9 @@ fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bo
     std::fs::create_dir_all(&dirs.out).with_context(|| format!("cannot create {}", dirs.out.display()))?;
     let binary = matches!(unit.objects, UnitObjects::Binary { .. });
     let mut args = patch_args(&unit.invocation.args, dirs, line_tables && !binary);
+    if !line_tables && !binary {
+        args = with_full_debug_info(args);
+    }
     if binary {
         args = linker::take_linker_option(args).0;
         args.extend(["-C".to_string(), format!("linker={}", tool.display())]);
@@ -313,13 +336,19 @@ impl Warmup {
     /// [`start_types_compile`], only when the machine is idle: the first edit that could
     /// change a layout then finds that cache warm too. An edit that needs those directories
     /// drops it first (which kills it if it is still running).
-    pub fn start_types(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Warmup> {
+    ///
+    /// When the host has no debug info of its types, its objects are also the baseline the
+    /// first such edit's layouts are compared with.
+    pub fn start_types(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf]) -> Result<Warmup> {
         let dirs = dirs.for_types();
+        let sources = crate::abi::SourceSnapshot::of_files(files);
+        let dep_info = dirs.dep_info(unit);
+        let _ = std::fs::remove_file(&dep_info);
         let mut command = command(unit, tool, &dirs, false)?;
         command.stdout(Stdio::null()).stderr(Stdio::null());
         crate::sys::at_idle_priority(&mut command);
         let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-        Ok(Warmup { child: Some(child), sources: crate::abi::SourceSnapshot::default(), dep_info: dirs.dep_info(unit) })
+        Ok(Warmup { child: Some(child), sources, dep_info })
     }
 
     /// Waits until rustc has read the sources (its dep-info is written right after macro

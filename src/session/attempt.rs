@@ -160,6 +160,13 @@ impl Attempt<'_> {
         if skeleton_change.is_some() {
             layouts_known = self.types_known(index);
         }
+        let mut fallback_failed = None;
+        if skeleton_change.is_some() && !layouts_known && !binary {
+            match self.layouts_of_unchanged_crate(index, &unit, &dirs) {
+                Ok(()) => layouts_known = true,
+                Err(why) => fallback_failed = Some(why),
+            }
+        }
         let new_types = match (&skeleton_change, layouts_known) {
             (None, _) => None,
             (Some(file), false) => {
@@ -170,6 +177,10 @@ impl Attempt<'_> {
                     },
                     Err(why) => why.clone(),
                     _ => "the running program's types were not read".to_string(),
+                };
+                let why = match fallback_failed {
+                    Some(also) => format!("{why}; and the layouts of the unchanged crate could not be read either ({also})"),
+                    None => why,
                 };
                 return refuse(Refusal::LayoutUnproven { file: file.clone(), why });
             }
@@ -377,6 +388,27 @@ impl Attempt<'_> {
 }
 
 impl Attempt<'_> {
+    /// When the host has no debug info of its types: the layouts of the unchanged crate from
+    /// its full-debug-info warm-up, as the running program's, with holders unknown (every
+    /// changed layout restarts; an edit that changes none patches). Whether they were found.
+    fn layouts_of_unchanged_crate(&mut self, index: usize, unit: &crate::build::BoundaryUnit, dirs: &patch::CompileDirs) -> Result<(), String> {
+        let warmup = self.host.boundaries[index].types_warmup.take().ok_or("no compile of the unchanged crate with full debug info ran")?;
+        // It runs at idle priority: waiting for it costs this edit what its own compile would.
+        warmup.wait()?;
+        let objects = dirs.for_types().objects(unit).read().map_err(|err| format!("{err:#}"))?;
+        let mut facts = crate::layout::dwarf::read_objects(&objects, &unit.boundary.crate_name).map_err(|err| format!("{err:#}"))?;
+        let Ok(RunningCode { program: Some(program), .. }) = &mut self.host.boundaries[index].running else {
+            return Err("how the running program reaches the boundary was not read".to_string());
+        };
+        let why = match program.types.read() {
+            Some(Err(why)) => why.clone(),
+            _ => "the running program's types were not read".to_string(),
+        };
+        facts.holders_unknown = Some(why);
+        program.types = crate::host::TypesOfProgram::Read(Ok(facts));
+        Ok(())
+    }
+
     /// Whether the running program's types were read (waiting for them if need be).
     fn types_known(&mut self, index: usize) -> bool {
         match &mut self.host.boundaries[index].running {

@@ -336,6 +336,7 @@ impl fmt::Display for Refusal {
                     Place::TraitObject { trait_name } => write!(f, "the program may hold old values of it behind `dyn {trait_name}`{inside}"),
                     Place::Outside => write!(f, "code that is not patched (the host or another crate) uses it{inside}"),
                     Place::Redirected { function } => write!(f, "`{function}`, whose old copy is redirected to the new code, takes or returns it{inside}"),
+                    Place::Unknown { why } => write!(f, "where the program holds its values cannot be read: {why}"),
                     Place::UnknownDowncast { patch } => {
                         write!(f, "{patch} put a value of a type it did not describe behind a downcastable trait object, which may be this one")
                     }
