@@ -565,6 +565,14 @@ mod tests {
     }
 
     #[test]
+    fn the_types_compile_has_full_debug_info_whatever_the_profile() {
+        let strip = |args: &[&str]| with_full_debug_info(args.iter().map(|a| a.to_string()).collect()).join(" ");
+        assert_eq!(strip(&["-C", "debuginfo=line-tables-only", "-C", "opt-level=0"]), "-C opt-level=0 -C debuginfo=2");
+        assert_eq!(strip(&["-Cdebuginfo=0", "--crate-name", "web"]), "--crate-name web -C debuginfo=2");
+        assert_eq!(strip(&["--crate-name", "web"]), "--crate-name web -C debuginfo=2", "`debug = 0` passes no flag");
+    }
+
+    #[test]
     fn diagnostics_keep_their_rendering_and_location_and_artifact_notices_are_skipped() {
         let diag = r#"{"$message_type":"diagnostic","message":"mismatched types","code":{"code":"E0308","explanation":null},"level":"error","spans":[{"file_name":"src/lib.rs","byte_start":24,"byte_end":27,"line_start":2,"line_end":2,"column_start":5,"column_end":8,"is_primary":true,"text":[{"text":"    \"x\"","highlight_start":5,"highlight_end":8}],"label":"expected `u32`, found `&str`","suggested_replacement":null,"suggestion_applicability":null,"expansion":null}],"children":[],"rendered":"\u001b[1m\u001b[91merror[E0308]\u001b[0m: mismatched types\n"}"#;
         let artifact = r#"{"$message_type":"artifact","artifact":"/t/libh.rlib","emit":"link"}"#;
