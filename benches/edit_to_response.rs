@@ -3,6 +3,7 @@
 //!     cargo bench --bench edit_to_response              # 7 edits of each kind
 //!     HOT_BENCH_EDITS=15 HOT_BENCH_PATCHES=200 cargo bench --bench edit_to_response
 //!     cargo bench --bench edit_to_response -- route     # only the added-route scenario
+//!     cargo bench --bench edit_to_response -- layout    # only the added-type scenario
 //!     cargo bench --bench edit_to_response -- --large   # the generated large workspace
 //!
 //! Measures, each as the median (and p95) of repeated edits:
@@ -12,7 +13,9 @@
 //! - the cargo-watch / bacon loop for the same boundary edit: `cargo build`, stop the
 //!   server, start it, first response;
 //! - on test-fixtures/lifecycle-app, an edit that adds a route to the router that
-//!   `hot::axum::router` serves, to the new route's first response.
+//!   `hot::axum::router` serves, to the new route's first response;
+//! - on the same app, an edit that adds a type a handler uses: one that could change a layout,
+//!   so the patch is compiled a second time with full debug info and its layouts checked.
 //!
 //! With HOT_BENCH_PATCHES=N it also applies N patches and reports the program's resident
 //! memory growth per patch. Times are wall-clock on a shared machine: compare ratios
@@ -40,6 +43,11 @@ fn main() {
     let edits: usize = std::env::var("HOT_BENCH_EDITS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
     if std::env::args().skip(1).any(|a| a == "route") {
         print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route_times(edits))]);
+        write_results(serde_json::json!({}));
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "layout") {
+        print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a type (layouts checked)", &layout_times(edits))]);
         write_results(serde_json::json!({}));
         return;
     }
@@ -121,6 +129,7 @@ fn main() {
     let shared_loop = shared_loop_times(&fixture, edits);
 
     let route = route_times(edits);
+    let layout = layout_times(edits);
     let rows = [
         ("bare rustc of the boundary (floor)", &rustc_times),
         ("cargo hot: patch (boundary edit)", &patch_times),
@@ -129,7 +138,11 @@ fn main() {
         ("cargo build + restart loop (shared crate edit)", &shared_loop),
     ];
     print_rows("test-fixtures/axum-app", edits, &rows);
-    print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a route (hot router)", &route)]);
+    print_rows(
+        "test-fixtures/lifecycle-app",
+        edits,
+        &[("cargo hot: patch adding a route (hot router)", &route), ("cargo hot: patch adding a type (layouts checked)", &layout)],
+    );
     let patch = median(&patch_times);
     let floor = median(&rustc_times);
     println!();
@@ -229,6 +242,39 @@ fn write_results(extra: serde_json::Value) {
 
 /// Each edit adds a route to the router of test-fixtures/lifecycle-app (served through
 /// `hot::axum::router`); measured to the new route's first 200 response.
+/// On lifecycle-app, edits that could change a layout (each adds a type a handler uses): the
+/// patch is compiled a second time with full debug info and its layouts are compared with the
+/// running program's (see src/layout/).
+fn layout_times(edits: usize) -> Vec<Duration> {
+    const WEB: &str = "crates/web/src/lib.rs";
+    const ANCHOR: &str = "async fn served() -> String {";
+    let fixture = Fixture::copy("lifecycle-app");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    let mut times = Vec::new();
+    let mut line = String::from("    format!(\"served={served} cache={started}\")");
+    for i in 0..=edits {
+        let new = format!("served{i}=");
+        let new_line = format!("    format!(\"{new}{{served}} cache={{started}} layout={{}}\", layout.a)");
+        let patched_before = run.log().matches("patched `web`").count();
+        let started = Instant::now();
+        let edited = fixture
+            .read(WEB)
+            .replace(ANCHOR, &format!("struct Layout{i} {{\n    a: u32,\n    b: u64,\n}}\n\n{ANCHOR}\n    let layout = Layout{i} {{ a: {i}, b: 1 }};\n    let _ = layout.b;"))
+            .replace(&line, &new_line);
+        std::fs::write(fixture.path(WEB), edited).unwrap();
+        run.wait_for_log_count("patched `web`", patched_before + 1, WAIT);
+        run.wait_for_response_fast("/served", WAIT, |b| b.contains(&new));
+        if i > 0 {
+            times.push(started.elapsed());
+        }
+        line = new_line;
+    }
+    assert_eq!(run.pid(), pid, "every edit was a patch");
+    run.interrupt();
+    times
+}
+
 fn route_times(edits: usize) -> Vec<Duration> {
     const WEB: &str = "crates/web/src/lib.rs";
     const ANCHOR: &str = ".route(\"/stats\", get(stats))";
