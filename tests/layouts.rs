@@ -51,6 +51,18 @@ fn a_const_sizing_an_array_field_changes_the_holding_struct() {
 }
 
 #[test]
+fn a_static_whose_compiled_type_changed_is_named() {
+    let source = |ty: &str| format!("pub type Count = {ty};\npub static HITS: std::sync::Mutex<Count> = std::sync::Mutex::new(0);\npub fn hit() {{ *HITS.lock().unwrap() += 1; }}");
+    let dir = tempfile::tempdir().unwrap();
+    let old = compile(dir.path(), "old", &source("u16"));
+    let new = compile(dir.path(), "new", &source("u64"));
+    let (path, was, now) = layout::changed_static(&old, &new).expect("the alias changed the static's type");
+    assert_eq!(path, "logic::HITS");
+    assert!(was.contains("u16") && now.contains("u64"), "{was} → {now}");
+    assert_eq!(layout::changed_static(&old, &compile(dir.path(), "same", &source("u16"))), None);
+}
+
+#[test]
 fn an_alias_re_pointed_to_a_wider_type_changes_the_layout() {
     let source = |ty: &str| {
         format!(

@@ -239,7 +239,9 @@ impl LoadedDefinitions {
             if key.2 == STATIC_IMPORTS && !self.1 {
                 continue;
             }
-            if only_statics && !REMOVABLE.contains(&key.2) && key.2 != STATIC_IMPORTS {
+            // A trait's vtable layout is not compared from the compiled code: its definition
+            // changing still restarts.
+            if only_statics && !REMOVABLE.contains(&key.2) && key.2 != STATIC_IMPORTS && key.2 != "trait" {
                 continue;
             }
             match newer.0.get(key) {
@@ -698,6 +700,15 @@ mod tests {
         assert!(!d.declares("app::f::__CALLSITE"), "a macro's static");
         assert!(!d.declares("app::f::TOP"), "a static named like a module-level one, inside a function");
         assert!(!d.declares("app::g::IN_FN"), "declared in another function");
+    }
+
+    #[test]
+    fn with_compiled_layouts_statics_and_traits_are_still_checked_from_the_source() {
+        let old = loaded("pub trait Store { fn get(&self) -> u32; }\npub struct Dto { a: u8 }");
+        let method_added = defs("pub trait Store { fn put(&self); fn get(&self) -> u32; }\npub struct Dto { a: u8 }");
+        assert!(old.first_static_difference(&method_added).is_some_and(|w| w.contains("trait")), "a vtable's slots moved");
+        let field_added = defs("pub trait Store { fn get(&self) -> u32; }\npub struct Dto { a: u8, b: u8 }");
+        assert_eq!(old.first_static_difference(&field_added), None, "a struct's layout is the compiled code's to judge");
     }
 
     #[test]

@@ -152,6 +152,9 @@ struct Entry {
     member_offset: Option<u64>,
     type_ref: Option<usize>,
     containing: Option<usize>,
+    /// A definition's declaration (a method is declared inside its type's entry, with the
+    /// linkage name, and defined at the unit's level).
+    specification: Option<usize>,
     discr: Option<usize>,
     discr_value: Option<u64>,
     count: Option<u64>,
@@ -206,6 +209,7 @@ impl UnitReader {
                 member_offset: None,
                 type_ref: None,
                 containing: None,
+                specification: None,
                 discr: None,
                 discr_value: None,
                 count: None,
@@ -223,6 +227,7 @@ impl UnitReader {
                     (gimli::DW_AT_data_member_location, value) => entry.member_offset = value.udata_value(),
                     (gimli::DW_AT_type, AttributeValue::UnitRef(r)) => entry.type_ref = Some(r.0),
                     (gimli::DW_AT_containing_type, AttributeValue::UnitRef(r)) => entry.containing = Some(r.0),
+                    (gimli::DW_AT_specification, AttributeValue::UnitRef(r)) => entry.specification = Some(r.0),
                     (gimli::DW_AT_discr, AttributeValue::UnitRef(r)) => entry.discr = Some(r.0),
                     (gimli::DW_AT_discr_value, value) => entry.discr_value = value.udata_value().or_else(|| value.sdata_value().map(|v| v as u64)),
                     (gimli::DW_AT_const_value, value) if die.tag() == gimli::DW_TAG_enumerator => {
@@ -381,8 +386,9 @@ impl UnitReader {
         false
     }
 
+    /// Whether the unit describes types at all (line tables alone describe none).
     fn collect(&mut self, role: Role, crate_name: &str, into: &mut TypeFacts) -> bool {
-        let mut any_types = false;
+        let any_types = self.entries.iter().any(|e| matches!(e.tag, gimli::DW_TAG_base_type | gimli::DW_TAG_structure_type));
         for index in 0..self.entries.len() {
             let tag = self.entries[index].tag;
             match tag {
@@ -404,7 +410,6 @@ impl UnitReader {
                     if !mentions(&path, crate_name) {
                         continue;
                     }
-                    any_types = true;
                     let (layout, members) = self.describe(index);
                     into.members.entry(path.clone()).or_default().extend(members.into_iter().filter(|m| mentions(m, crate_name)));
                     into.layouts.entry(path.clone()).or_insert(layout);
@@ -417,6 +422,13 @@ impl UnitReader {
                     if self.entries[index].name.as_deref().is_some_and(|n| n.ends_with("{vtable}")) {
                         continue;
                     }
+                    if role == Role::Boundary {
+                        // By path: a legacy-mangled static's name has a hash of its type.
+                        if let Some(ty) = self.type_of(index) {
+                            let path = self.path(index);
+                            into.static_types.insert(path, ty);
+                        }
+                    }
                     if let Some(ty) = self.type_of(index) {
                         if mentions(&ty, crate_name) {
                             let name = self.path(index);
@@ -425,10 +437,11 @@ impl UnitReader {
                     }
                 }
                 gimli::DW_TAG_subprogram if !self.entries[index].declaration => {
-                    let Some(linkage) = self.entries[index].linkage.clone() else {
+                    let declaration = self.entries[index].specification.and_then(|s| self.entry_at(s));
+                    let Some(linkage) = self.entries[index].linkage.clone().or_else(|| declaration.and_then(|d| self.entries[d].linkage.clone())) else {
                         continue;
                     };
-                    let result = self.type_of(index);
+                    let result = self.type_of(index).or_else(|| declaration.and_then(|d| self.type_of(d)));
                     let mut types: Vec<String> = result.clone().into_iter().collect();
                     let mut params = Vec::new();
                     let children = self.entries[index].children.clone();
@@ -466,8 +479,11 @@ impl UnitReader {
 pub fn read_objects(objects: &[crate::patch::ObjectFile], crate_name: &str) -> Result<TypeFacts> {
     let mut facts = TypeFacts::default();
     let all = |_: &str| Some(Role::Boundary);
+    let mut any_types = false;
     for object in objects {
-        read(&object.data, crate_name, &all, &mut facts).with_context(|| format!("cannot read the debug info of {}", object.name))?;
+        any_types |= read(&object.data, crate_name, &all, &mut facts).with_context(|| format!("cannot read the debug info of {}", object.name))?;
     }
+    // No type information is no proof that no layout changed.
+    anyhow::ensure!(any_types || objects.is_empty(), "the objects carry no debug info of their types");
     Ok(facts)
 }

@@ -48,6 +48,12 @@ pub struct TypeFacts {
     /// A patch (its file name) compiled without type information that brought a new
     /// downcastable vtable: some value of an unknown type may be behind `dyn Any`.
     pub unknown_downcasts: Option<String>,
+    /// Static (path) → its compiled type: an alias or a const can change it while its text
+    /// stays, and the patch uses the running program's copy.
+    pub static_types: BTreeMap<String, String>,
+    /// Types whose layout a loaded patch changed: old values of the earlier layout may still
+    /// be held by old code, and must never reach a function redirected later.
+    pub changed_ever: BTreeSet<String>,
     /// The layouts are known but not where the program holds values (why): the host was
     /// built without debug info of its types, and the layouts come from a compile of the
     /// unchanged crate. Every changed layout then restarts.
@@ -109,6 +115,9 @@ impl TypeFacts {
         }
         self.signatures.extend(patch.signatures);
         self.compiled_signatures.extend(patch.compiled_signatures);
+        for (name, ty) in patch.static_types {
+            self.static_types.entry(name).or_insert(ty);
+        }
         self.outside.extend(patch.outside);
         if self.unknown_downcasts.is_none() {
             self.unknown_downcasts = patch.unknown_downcasts;
@@ -134,7 +143,7 @@ pub fn changed_layouts(running: &TypeFacts, new: &TypeFacts) -> Vec<String> {
 /// Whether values of the `changed` types can meet the other version's code; `redirected` are
 /// the functions (linkage names) the patch redirects.
 pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> Result<(), HeldLayout> {
-    if changed.is_empty() {
+    if changed.is_empty() && (running.changed_ever.is_empty() || redirected.is_empty()) {
         return Ok(());
     }
     // A type that contains or points to a changed type carries its values too.
@@ -160,7 +169,7 @@ pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> 
     let carried = |ty: &str| carriers.iter().filter(|(c, _)| mentions_type(ty, c)).min_by_key(|(c, _)| c.len()).map(|(c, origin)| (c.clone(), origin.clone()));
     let held =
         |ty: &str, place: Place| carried(ty).map(|(inside, origin)| HeldLayout { inside: (inside != origin).then_some(inside), type_name: origin, place });
-    for holder in &running.holders {
+    for holder in running.holders.iter().filter(|_| !changed.is_empty()) {
         if let Place::TraitObject { trait_name } = &holder.place {
             if !DOWNCASTABLE.iter().any(|t| trait_name.starts_with(t)) {
                 continue;
@@ -170,19 +179,30 @@ pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> 
             return Err(found);
         }
     }
-    if let Some(why) = &running.holders_unknown {
+    if let Some(why) = running.holders_unknown.as_ref().filter(|_| !changed.is_empty()) {
         let type_name = changed.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();
         return Err(HeldLayout { type_name, inside: None, place: Place::Unknown { why: why.clone() } });
     }
-    if let Some(patch) = &running.unknown_downcasts {
+    if let Some(patch) = running.unknown_downcasts.as_ref().filter(|_| !changed.is_empty()) {
         let type_name = changed.iter().min_by_key(|c| c.len()).cloned().unwrap_or_default();
         return Err(HeldLayout { type_name, inside: None, place: Place::UnknownDowncast { patch: patch.clone() } });
     }
-    for ty in &running.outside {
+    for ty in running.outside.iter().filter(|_| !changed.is_empty()) {
         if let Some(found) = held(ty, Place::Outside) {
             return Err(found);
         }
     }
+    // Old code may still hold values of a layout an earlier patch changed.
+    for old in &running.changed_ever {
+        carriers.entry(old.clone()).or_insert_with(|| old.clone());
+    }
+    let held = |ty: &str, place: Place| {
+        carriers.iter().filter(|(c, _)| mentions_type(ty, c)).min_by_key(|(c, _)| c.len()).map(|(c, origin)| HeldLayout {
+            inside: (c != origin).then(|| c.clone()),
+            type_name: origin.clone(),
+            place,
+        })
+    };
     for function in redirected {
         for ty in running.signatures.get(function).into_iter().flatten() {
             if let Some(found) = held(ty, Place::Redirected { function: crate::patch::reach::readable(function) }) {
@@ -200,6 +220,18 @@ pub fn changed_signature(running: &TypeFacts, new: &TypeFacts, redirected: &[Str
     redirected.iter().find_map(|function| {
         let (old, new) = (running.compiled_signatures.get(function)?, new.compiled_signatures.get(function)?);
         (old != new).then(|| (function.clone(), old.clone(), new.clone()))
+    })
+}
+
+/// The first static (its path) whose compiled type differs between the running program and
+/// the new code, with both types.
+pub fn changed_static(running: &TypeFacts, new: &TypeFacts) -> Option<(String, String, String)> {
+    // Macros' own statics (an export's `__HOT_SLOT`, judged with its export) are not the
+    // source's.
+    let own = |name: &&String| !name.rsplit("::").next().unwrap_or_default().starts_with("__");
+    new.static_types.iter().filter(|(name, _)| own(name)).find_map(|(name, now)| {
+        let was = running.static_types.get(name)?;
+        (was != now).then(|| (name.clone(), was.clone(), now.clone()))
     })
 }
 
@@ -278,6 +310,16 @@ mod tests {
         assert_eq!(held.type_name, "logic::Dto");
         assert_eq!(held.inside.as_deref(), Some("logic::Store"));
         assert_eq!(held.place, Place::Static { name: "logic::STORE".into() });
+    }
+
+    #[test]
+    fn a_layout_an_earlier_patch_changed_never_reaches_a_function_redirected_later() {
+        let mut running = facts(&[("logic::Job", "v1")]);
+        running.changed_ever.insert("logic::Job".into());
+        running.signatures.insert("_ZN5logic7process".into(), vec!["&logic::Job".into()]);
+        assert_eq!(check(&running, &[], &[]), Ok(()));
+        let held = check(&running, &[], &["_ZN5logic7process".to_string()]).unwrap_err();
+        assert!(matches!(held.place, Place::Redirected { .. }) && held.type_name == "logic::Job", "{held:?}");
     }
 
     #[test]

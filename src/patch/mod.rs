@@ -191,15 +191,16 @@ fn with_full_debug_info(args: Vec<String>) -> Vec<String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-C" | "--codegen" => match args.next() {
-                Some(option) if option.starts_with("debuginfo=") => {}
+                Some(option) if option.starts_with("debuginfo=") || option.starts_with("split-debuginfo=") => {}
                 Some(option) => out.extend([arg, option]),
                 None => out.push(arg),
             },
-            a if a.starts_with("-Cdebuginfo=") => {}
+            a if a.starts_with("-Cdebuginfo=") || a.starts_with("-Csplit-debuginfo=") => {}
             _ => out.push(arg),
         }
     }
-    out.extend(["-C".to_string(), "debuginfo=2".to_string()]);
+    // In the objects themselves, not in `.dwo` files beside them.
+    out.extend(["-C".to_string(), "debuginfo=2".to_string(), "-C".to_string(), "split-debuginfo=off".to_string()]);
     out
 }
 
@@ -244,7 +245,8 @@ pub fn compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<C
 /// A patch compile in progress: the caller can check the edit's types meanwhile and abandon
 /// it ([`Compiling::abandon`]) when a restart is due anyway.
 pub struct Compiling {
-    child: std::process::Child,
+    /// None once waited for; a compile dropped unfinished is killed (see `Drop`).
+    child: Option<std::process::Child>,
     started: Instant,
     crate_name: Option<String>,
     cwd: PathBuf,
@@ -271,7 +273,7 @@ fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool
     let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let registered = crate::signals::register_build(child.id());
     Ok(Compiling {
-        child,
+        child: Some(child),
         started,
         crate_name: unit.invocation.crate_name().map(str::to_string),
         cwd: unit.invocation.cwd.clone(),
@@ -282,7 +284,11 @@ fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool
 impl Compiling {
     /// Waits for rustc and collects its diagnostics.
     pub fn finish(self) -> Compiled {
-        let Compiling { child, started, crate_name, cwd, _registered } = self;
+        let mut this = self;
+        let (started, crate_name, cwd) = (this.started, this.crate_name.take(), this.cwd.clone());
+        let Some(child) = this.child.take() else {
+            return Compiled { duration: started.elapsed(), diagnostics: vec![], success: false };
+        };
         let output = match child.wait_with_output() {
             Ok(output) => output,
             Err(err) => {
@@ -297,9 +303,15 @@ impl Compiling {
     }
 
     /// Stops rustc: its work is not needed.
-    pub fn abandon(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn abandon(self) {}
+}
+
+impl Drop for Compiling {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -567,9 +579,10 @@ mod tests {
     #[test]
     fn the_types_compile_has_full_debug_info_whatever_the_profile() {
         let strip = |args: &[&str]| with_full_debug_info(args.iter().map(|a| a.to_string()).collect()).join(" ");
-        assert_eq!(strip(&["-C", "debuginfo=line-tables-only", "-C", "opt-level=0"]), "-C opt-level=0 -C debuginfo=2");
-        assert_eq!(strip(&["-Cdebuginfo=0", "--crate-name", "web"]), "--crate-name web -C debuginfo=2");
-        assert_eq!(strip(&["--crate-name", "web"]), "--crate-name web -C debuginfo=2", "`debug = 0` passes no flag");
+        let full = "-C debuginfo=2 -C split-debuginfo=off";
+        assert_eq!(strip(&["-C", "debuginfo=line-tables-only", "-C", "opt-level=0"]), format!("-C opt-level=0 {full}"));
+        assert_eq!(strip(&["-Cdebuginfo=0", "--crate-name", "web", "-C", "split-debuginfo=unpacked"]), format!("--crate-name web {full}"));
+        assert_eq!(strip(&["--crate-name", "web"]), format!("--crate-name web {full}"), "`debug = 0` passes no flag");
     }
 
     #[test]

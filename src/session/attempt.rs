@@ -126,7 +126,7 @@ impl Attempt<'_> {
         // A module was added or removed: read the crate's files as rustc just listed them.
         let reread = sorted(&new_files) != sorted(&files);
         let parsed = if reread { CrateSource::read(&new_files) } else { parsed };
-        let CrateSource { definitions: current, surface, skeleton, .. } = match parsed {
+        let CrateSource { definitions: current, surface, skeleton, snapshot, .. } = match parsed {
             Ok(source) if source.snapshot.unchanged() => source,
             // rustc and the type check may have seen different contents; the edit that raced
             // is queued, and its own burst will patch it.
@@ -202,6 +202,10 @@ impl Attempt<'_> {
                     if !compile.finish().success {
                         return refuse(Refusal::Failed { message: "the boundary compiled, but not with full debug info (for its types' layouts)".to_string() });
                     }
+                    // Both compiles must have seen the sources the checks read.
+                    if !snapshot.unchanged() {
+                        return Ok(PatchOutcome::Raced);
+                    }
                     types_dirs.objects(&unit)
                 };
                 let objects = source.read()?;
@@ -275,13 +279,26 @@ impl Attempt<'_> {
                         }],
                     });
                 }
+                if let Some((path, was, now)) = crate::layout::changed_static(running_types, new) {
+                    let what = format!("the compiled type of the static `{path}` changed (`{was}` → `{now}`), so the value the program holds cannot be kept");
+                    return refuse(Refusal::TypeChanged { what, boundary });
+                }
                 let changed = crate::layout::changed_layouts(running_types, new);
                 if let Err(held) = crate::layout::check(running_types, &changed, &analysis.redirect) {
                     return refuse(Refusal::LayoutHeld { held, boundary });
                 }
                 changed
             }
-            _ => Vec::new(),
+            (Some(_), None) => return refuse(Refusal::Failed { message: "the running program's types were not read, so the new layouts cannot be compared".to_string() }),
+            // No layout changed; values of a layout an earlier patch changed must still not reach
+            // a function redirected now.
+            (None, Some(running_types)) => {
+                if let Err(held) = crate::layout::check(running_types, &[], &analysis.redirect) {
+                    return refuse(Refusal::LayoutHeld { held, boundary });
+                }
+                Vec::new()
+            }
+            (None, None) => Vec::new(),
         };
         // A patch without type information: does it bring a downcastable vtable of a type it
         // does not describe?
@@ -332,7 +349,10 @@ impl Attempt<'_> {
                     // A patch that was not checked for layouts need not wait for them.
                     if let Some(Ok(types)) = running.program.as_mut().map(|p| p.types.wait()).filter(|_| new_types.is_some() || unknown_downcasts) {
                         match new_types {
-                            Some(new) => types.absorb(new),
+                            Some(new) => {
+                                types.changed_ever.extend(changed_layouts.iter().cloned());
+                                types.absorb(new)
+                            }
                             None if unknown_downcasts => {
                                 types.unknown_downcasts.get_or_insert_with(|| patch_path.file_name().unwrap_or_default().to_string_lossy().into_owned());
                             }
