@@ -136,7 +136,10 @@ impl ProgramView {
         let (unit, executable, workspace) = (unit.clone(), build.executable.clone(), plan.workspace_root.clone());
         let types = std::thread::Builder::new()
             .name("hot-read-types".into())
-            .spawn(move || read_types(&unit, &executable, &workspace).map_err(|err| format!("{err:#}")))
+            .spawn(move || {
+                crate::sys::lower_this_thread_priority();
+                read_types(&unit, &executable, &workspace).map_err(|err| format!("{err:#}"))
+            })
             .map(TypesOfProgram::Reading)
             .unwrap_or_else(|err| TypesOfProgram::Read(Err(format!("cannot start a thread: {err}"))));
         Ok(ProgramView { copies, outside, types })

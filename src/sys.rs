@@ -38,6 +38,17 @@ pub fn at_idle_priority(command: &mut Command) {
     }
 }
 
+/// Lowers the calling thread's priority (nice 10): background reading that must not slow the
+/// program starting beside it on a small machine.
+pub fn lower_this_thread_priority() {
+    // SAFETY: `gettid` and `setpriority` are plain system calls on the calling thread; a
+    // failure leaves the priority as it was, which is still correct.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 /// Maps a build artifact (rlib, executable, patch, system library) read-only.
 pub fn map_file(path: &Path) -> Result<memmap2::Mmap> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;

@@ -109,7 +109,8 @@ fn two_boundaries_and_configured_files_while_running() {
     let mark = run.log().len();
     fixture.edit("crates/server/src/main.rs", "fn main() { let broken: u8 = \"\";", "fn main() {");
     run.wait_for_log("restarted", mark, WAIT);
-    let fourth = run.pid();
+    // The new program may not accept yet when the line is printed.
+    let fourth: u32 = run.wait_for_response("/pid", WAIT, |p| p.trim().parse::<u32>().is_ok()).trim().parse().unwrap();
     let mark = run.log().len();
     std::fs::write(fixture.path("notes.txt"), "a new rule\n").unwrap();
     let log = run.wait_for_log("restarted", mark, WAIT);
