@@ -196,6 +196,17 @@ impl TypeDefinitions {
     }
 }
 
+/// The module a file is, by its own name (`render` for `src/render.rs`, the directory of a
+/// `mod.rs`); None for a crate root.
+pub fn module_of_file(file: &Path) -> Option<String> {
+    let stem = file.file_stem()?.to_string_lossy().into_owned();
+    match stem.as_str() {
+        "lib" | "main" => None,
+        "mod" => Some(file.parent()?.file_name()?.to_string_lossy().into_owned()),
+        _ => Some(stem),
+    }
+}
+
 /// Whether the file at `path` says `hot::decline!()` at its top level (its edits restart).
 pub fn declines(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else { return false };
@@ -327,14 +338,7 @@ impl Collector<'_> {
         let path = self.scope().path.clone();
         let module = match path.rsplit("::").next().filter(|m| !m.is_empty()) {
             Some(inline) => inline.to_string(),
-            None => {
-                let stem = self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                match stem.as_str() {
-                    "lib" | "main" => String::new(),
-                    "mod" => self.file.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
-                    _ => stem,
-                }
-            }
+            None => module_of_file(&self.file).unwrap_or_default(),
         };
         self.declared.in_named_modules.insert((module, name.clone()));
         self.declared.in_modules.insert(name);

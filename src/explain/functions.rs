@@ -58,7 +58,7 @@ pub fn of_file(file: &Path, unit: &BoundaryUnit, build: &HostBuild, plan: &Plan)
     }
     let from_outside: HashSet<String> = code.reachable(&roots, true);
     let through_exports: HashSet<String> = code.reachable(code.entries(), false);
-    let module = module_of(file);
+    let module = crate::abi::source::module_of_file(file);
     Ok(functions
         .into_iter()
         .map(|function| {
@@ -120,17 +120,6 @@ fn source_functions(syntax: &syn::File) -> Vec<SourceFunction> {
     out
 }
 
-/// The module a file is, by name (`render` for `src/render.rs`, the directory of a `mod.rs`);
-/// None for a crate root.
-fn module_of(file: &Path) -> Option<String> {
-    let stem = file.file_stem()?.to_string_lossy().into_owned();
-    match stem.as_str() {
-        "lib" | "main" => None,
-        "mod" => Some(file.parent()?.file_name()?.to_string_lossy().into_owned()),
-        _ => Some(stem),
-    }
-}
-
 /// Whether a compiled item path (`web::render::note`, `<web::Store as web::Describe>::describe`)
 /// is the function `path` of the file's module.
 fn names(item: &str, path: &str, module: Option<&str>) -> bool {
@@ -153,7 +142,7 @@ mod tests {
         assert!(names("web::note", "note", None));
         assert!(names("<web::Store as web::Describe>::describe", "Store::describe", None));
         assert!(!names("web::renote", "note", None));
-        assert_eq!(module_of(Path::new("/c/src/routes/mod.rs")).as_deref(), Some("routes"));
-        assert_eq!(module_of(Path::new("/c/src/lib.rs")), None);
+        assert_eq!(crate::abi::source::module_of_file(Path::new("/c/src/routes/mod.rs")).as_deref(), Some("routes"));
+        assert_eq!(crate::abi::source::module_of_file(Path::new("/c/src/lib.rs")), None);
     }
 }

@@ -277,7 +277,11 @@ impl HotRun {
                 Ok(body) => body,
                 Err(err) => err,
             };
-            assert!(Instant::now() < deadline, "timed out waiting on {path}; last answer: {last:?}\ncargo hot's output:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {path}; last answer: {last:?}\ncargo hot's output:\n{}",
+                self.log()
+            );
             assert!(exited.is_none(), "cargo hot exited ({}); last answer on {path}: {last:?}\n{}", exited.unwrap(), self.log());
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -355,8 +359,10 @@ fn unsafe_free_kill(pid: u32, signal: &str) {
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).map_err(|e| format!("read: {e}"))?;
