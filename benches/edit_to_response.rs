@@ -5,6 +5,7 @@
 //!     cargo bench --bench edit_to_response -- route     # only the added-route scenario
 //!     cargo bench --bench edit_to_response -- layout    # only the added-type scenario
 //!     cargo bench --bench edit_to_response -- --large   # the generated large workspace
+//!     cargo bench --bench edit_to_response -- layered   # only the layered workspace
 //!
 //! Measures, each as the median (and p95) of repeated edits:
 //! - the floor: the boundary's bare rustc invocation, replayed as cargo hot captured it;
@@ -21,10 +22,10 @@
 //! memory growth per patch. Times are wall-clock on a shared machine: compare ratios
 //! within one run, not absolute numbers across runs.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "large/generate.rs"]
 mod large_app;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +49,11 @@ fn main() {
     }
     if std::env::args().skip(1).any(|a| a == "layout") {
         print_rows("test-fixtures/lifecycle-app", edits, &[("cargo hot: patch adding a type (layouts checked)", &layout_times(edits))]);
+        write_results(serde_json::json!({}));
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "layered") {
+        layered(edits);
         write_results(serde_json::json!({}));
         return;
     }
@@ -130,6 +136,7 @@ fn main() {
 
     let route = route_times(edits);
     let layout = layout_times(edits);
+    layered(edits);
     let rows = [
         ("bare rustc of the boundary (floor)", &rustc_times),
         ("cargo hot: patch (boundary edit)", &patch_times),
@@ -146,10 +153,7 @@ fn main() {
     let patch = median(&patch_times);
     let floor = median(&rustc_times);
     println!();
-    println!(
-        "patch − bare rustc:            {:+.0} ms  (target: within 40 ms)",
-        patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3
-    );
+    println!("patch − bare rustc:            {:+.0} ms  (target: within 40 ms)", patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3);
     println!("patch p95 / median:            {:.2}×  (target: within 2×)", p95(&patch_times).as_secs_f64() / patch.as_secs_f64());
     println!("restart loop / patch:          {:.1}×  faster", median(&restart_loop).as_secs_f64() / patch.as_secs_f64());
     println!("cargo hot restart / patch:     {:.1}×", median(&restart_times).as_secs_f64() / patch.as_secs_f64());
@@ -168,17 +172,12 @@ fn main() {
     // cargo hot's own account of each measured patch: what the pipeline itself costs, and
     // so what is left for the watcher, the debounce, the IPC round trip and the request.
     let reported: Vec<&str> = log.lines().filter(|l| l.contains("patched `handlers`")).skip(1).take(edits).collect();
-    let stage = |name: &str| -> Vec<Duration> {
-        reported.iter().filter_map(|line| reported_ms(line, name)).map(Duration::from_secs_f64).collect()
-    };
+    let stage = |name: &str| -> Vec<Duration> { reported.iter().filter_map(|line| reported_ms(line, name)).map(Duration::from_secs_f64).collect() };
     let stages = ["in", "compile", "link", "check", "load"].map(|name| (name, stage(name)));
     if stages.iter().all(|(_, times)| times.len() == edits) {
         let parts: Vec<String> = stages[1..].iter().map(|(name, times)| format!("{name} {}", ms(median(times)))).collect();
         println!("cargo hot's pipeline (medians):  total {} = {}", ms(median(&stages[0].1)), parts.join(", "));
-        println!(
-            "outside the pipeline (watch, debounce, request): {:.0} ms",
-            patch.as_secs_f64() * 1e3 - median(&stages[0].1).as_secs_f64() * 1e3
-        );
+        println!("outside the pipeline (watch, debounce, request): {:.0} ms", patch.as_secs_f64() * 1e3 - median(&stages[0].1).as_secs_f64() * 1e3);
         for (name, times) in &stages {
             figures["pipeline_median_ms"][*name] = serde_json::json!(median(times).as_secs_f64() * 1e3);
         }
@@ -260,7 +259,12 @@ fn layout_times(edits: usize) -> Vec<Duration> {
         let started = Instant::now();
         let edited = fixture
             .read(WEB)
-            .replace(ANCHOR, &format!("struct Layout{i} {{\n    a: u32,\n    b: u64,\n}}\n\n{ANCHOR}\n    let layout = Layout{i} {{ a: {i}, b: 1 }};\n    let _ = layout.b;"))
+            .replace(
+                ANCHOR,
+                &format!(
+                    "struct Layout{i} {{\n    a: u32,\n    b: u64,\n}}\n\n{ANCHOR}\n    let layout = Layout{i} {{ a: {i}, b: 1 }};\n    let _ = layout.b;"
+                ),
+            )
             .replace(&line, &new_line);
         std::fs::write(fixture.path(WEB), edited).unwrap();
         run.wait_for_log_count("patched `web`", patched_before + 1, WAIT);
@@ -314,6 +318,105 @@ fn route_times(edits: usize) -> Vec<Duration> {
     }
     run.interrupt();
     times
+}
+
+/// One kind of edit of test-fixtures/layered-app: `(file, old, new, path, expected)` for the
+/// i-th edit, and the crates its patch compiles.
+type LayerEdit = (&'static str, &'static str, Box<dyn FnMut(usize) -> (&'static str, String, String, &'static str, String)>);
+
+/// On test-fixtures/layered-app, with no cargo hot configuration (every library is hot): an
+/// edit of a function body in each library crate, to the first response with the new code,
+/// and the plain loop for the same edit.
+fn layered(edits: usize) {
+    const WEB: &str = "crates/web/src/lib.rs";
+    const DOMAIN: &str = "crates/domain/src/lib.rs";
+    const STORE: &str = "crates/store/src/lib.rs";
+    // Each edit replaces the previous one's text: a chain from the fixture's own.
+    fn chain(
+        file: &'static str,
+        path: &'static str,
+        first: &str,
+        text: impl Fn(usize) -> String + 'static,
+        expected: impl Fn(usize) -> String + 'static,
+    ) -> Box<dyn FnMut(usize) -> (&'static str, String, String, &'static str, String)> {
+        let mut current = first.to_string();
+        Box::new(move |i| {
+            let new = text(i);
+            let old = std::mem::replace(&mut current, new.clone());
+            (file, old, new, path, expected(i))
+        })
+    }
+    let kinds = || -> Vec<LayerEdit> {
+        vec![
+            (
+                "cargo hot: patch (web handler edit)",
+                "web",
+                chain(WEB, "/price/1", "\"price {}\"", |i| format!("\"price w{i} {{}}\""), |i| format!("price w{i} ")),
+            ),
+            (
+                "cargo hot: patch (domain function edit)",
+                "domain",
+                chain(DOMAIN, "/stamp", "\"stamp-1\"", |i| format!("\"stamp-d{i}\""), |i| format!("stamp-d{i}")),
+            ),
+            (
+                "cargo hot: patch (domain generic, copy in web)",
+                "domain",
+                chain(DOMAIN, "/describe", "\"value {value}\"", |i| format!("\"value g{i} {{value}}\""), |i| format!("value g{i} ")),
+            ),
+            (
+                "cargo hot: patch (store query edit)",
+                "store",
+                chain(STORE, "/price/1", "item * 10", |i| format!("item * {}", 5000 + i), |i| format!(" {}", 5001 + i)),
+            ),
+        ]
+    };
+    let fixture = Fixture::copy("layered-app");
+    let run = HotRun::start(&fixture, &[]);
+    let pid = run.pid();
+    let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    for (name, package, mut edit) in kinds() {
+        let needle = format!("patched `{package}`");
+        let mut times = Vec::new();
+        // The first edit of each kind is its warm-up, as elsewhere.
+        for i in 0..=edits {
+            let (file, old, new, path, expected) = edit(i);
+            let patched_before = run.log().matches(&needle).count();
+            let started = Instant::now();
+            fixture.edit(file, &old, &new);
+            run.wait_for_log_count(&needle, patched_before + 1, WAIT);
+            run.wait_for_response_fast(path, WAIT, |b| b.contains(&expected));
+            if i > 0 {
+                times.push(started.elapsed());
+            }
+        }
+        rows.push((name.to_string(), times));
+    }
+    assert_eq!(run.pid(), pid, "every edit was a patch:\n{}", run.log());
+    assert_eq!(run.get("/hits").unwrap(), "hits 1", "the host's state was kept");
+    let log = run.log();
+    run.interrupt();
+    // cargo hot's own account of each crate's compile in the spanning patches.
+    let spans: Vec<&str> = log.lines().filter(|l| l.contains("patched `domain`") && l.contains("web ")).collect();
+    if let Some(line) = spans.last() {
+        println!("\na generic edit's patch, as cargo hot reports it: {}", line.trim_start_matches("[hot] "));
+    }
+    let fresh = Fixture::copy("layered-app");
+    let mut loops = Vec::new();
+    for (name, _, mut edit) in kinds() {
+        let times = plain_loop_times(&fresh, edits, &mut |i| edit(100 + i));
+        loops.push((name.replace("cargo hot: patch", "cargo build + restart loop"), times));
+    }
+    let mut all: Vec<(&str, &Vec<Duration>)> = Vec::new();
+    for ((name, times), (loop_name, loop_times)) in rows.iter().zip(&loops) {
+        all.push((name.as_str(), times));
+        all.push((loop_name.as_str(), loop_times));
+    }
+    print_rows("test-fixtures/layered-app (no configuration)", edits, &all);
+    println!();
+    for ((name, times), (_, loop_times)) in rows.iter().zip(&loops) {
+        let layer = name.trim_start_matches("cargo hot: patch ");
+        println!("loop / patch {layer:<42} {:.1}×  faster", median(loop_times).as_secs_f64() / median(times).as_secs_f64());
+    }
 }
 
 /// Reads `compile 123 ms` (or `in 1.20 s`) from a `patched ...` line.
@@ -372,13 +475,7 @@ fn plain_loop_in(
             .unwrap();
         assert!(status.success());
     };
-    let start = || {
-        Command::new(target.join("debug").join("server"))
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start = || Command::new(target.join("debug").join("server")).env("PORT", port.to_string()).stdout(Stdio::null()).spawn().unwrap();
     let wait_for = |path: &str, needle: &str| {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -430,12 +527,7 @@ fn memory_growth(label: &str, before: u64, after: u64, patches: usize) -> serde_
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
 }
 
 fn sorted(times: &[Duration]) -> Vec<Duration> {
@@ -531,22 +623,39 @@ fn large(edits: usize) {
         }
         label = new;
     }
-    // Restarts: the shared model's banner.
+    // Patches of the lower crate: the model's banner, a `const` the handlers compile in (so
+    // `api` is compiled again with `model`).
     let mut banner = String::from("model-v1");
+    let mut model_times = Vec::new();
+    for i in 0..=edits {
+        let new = format!("model-p{i}");
+        let patched_before = run.log().matches("patched `model`").count();
+        let started = Instant::now();
+        fixture.edit(large_app::MODEL, &format!("\"{banner}\""), &format!("\"{new}\""));
+        run.wait_for_log_count("patched `model`", patched_before + 1, WAIT);
+        run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
+        if i > 0 {
+            model_times.push(started.elapsed());
+        }
+        banner = new;
+    }
+    let model_lines: Vec<String> = run.log().lines().filter(|l| l.contains("patched `model`")).skip(1).map(String::from).collect();
+    // Restarts: the host's own route.
+    let mut host_label = String::from("host v1");
     let mut restart_times = Vec::new();
     let mut restart_builds = Vec::new();
     for i in 1..=edits {
-        let new = format!("model-r{i}");
+        let new = format!("host r{i}");
         let mark = run.log().len();
         let started = Instant::now();
-        fixture.edit(large_app::MODEL, &format!("\"{banner}\""), &format!("\"{new}\""));
-        run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
+        fixture.edit(large_app::SERVER, &format!("\"{host_label}\""), &format!("\"{new}\""));
+        run.wait_for_response_fast("/host", WAIT, |b| b.contains(&new));
         restart_times.push(started.elapsed());
         let log = run.wait_for_log("restarted (", mark, WAIT);
         if let Some(build) = log[mark..].lines().find(|l| l.contains("restarted (")).and_then(|l| reported_ms(l, "build")) {
             restart_builds.push(Duration::from_secs_f64(build));
         }
-        banner = new;
+        host_label = new;
     }
     let ready_lines: Vec<String> = run.log().lines().filter(|l| l.contains("start to first accept")).map(String::from).collect();
     let start_to_accept: Vec<Duration> =
@@ -565,24 +674,31 @@ fn large(edits: usize) {
     };
     let api_loop = loop_for(large_app::API, "/r7/1", label, "route 7 loop ");
     let model_loop = loop_for(large_app::MODEL, "/", banner, "model-loop");
+    let host_loop = loop_for(large_app::SERVER, "/host", host_label, "host loop");
 
     print_rows(
-        "large generated app",
+        "large generated app (no configuration: `api` and `model` hot)",
         edits,
         &[
-            ("cargo hot: patch (boundary handler edit)", &patch_times),
+            ("cargo hot: patch (api handler edit)", &patch_times),
             ("cargo build + restart loop (same edit)", &api_loop),
-            ("cargo hot: restart (shared model edit)", &restart_times),
+            ("cargo hot: patch (model const, api compiled again)", &model_times),
+            ("cargo build + restart loop (same edit)", &model_loop),
+            ("cargo hot: restart (host route edit)", &restart_times),
             ("  of which the build", &restart_builds),
             ("  of which start to first accept", &start_to_accept),
-            ("cargo build + restart loop (same edit)", &model_loop),
+            ("cargo build + restart loop (same edit)", &host_loop),
             ("gate: reading the host (symbols, statics)", &gate_reads),
         ],
     );
+    if let Some(line) = model_lines.last() {
+        println!("\na model patch, as cargo hot reports it: {}", line.trim_start_matches("[hot] "));
+    }
     let ratio = |a: &[Duration], b: &[Duration]| median(a).as_secs_f64() / median(b).as_secs_f64();
     println!();
     println!("loop / patch:                  {:.1}×  faster (target: at least 10×)", ratio(&api_loop, &patch_times));
-    println!("cargo hot restart / loop:      {:.2}×  (the same model edit; target: at most 1.00×)", ratio(&restart_times, &model_loop));
+    println!("loop / model patch:            {:.1}×  faster", ratio(&model_loop, &model_times));
+    println!("cargo hot restart / loop:      {:.2}×  (the same host edit; target: at most 1.00×)", ratio(&restart_times, &host_loop));
     println!("host size: {:.1} MB with cargo hot (whole-archive, exported symbols), {:.1} MB plain", hot_size as f64 / 1e6, plain_size as f64 / 1e6);
     println!(
         "host link: {} with whole-archive; the host crate's plain rebuild (main.rs + link): {}",
@@ -599,7 +715,8 @@ fn large(edits: usize) {
             "hot_link_ms": hot_link_ms,
             "plain_host_crate_rebuild_ms": plain_host_rebuild.as_secs_f64() * 1e3,
             "loop_over_patch": ratio(&api_loop, &patch_times),
-            "restart_over_loop_same_edit": ratio(&restart_times, &model_loop),
+            "model_loop_over_patch": ratio(&model_loop, &model_times),
+            "restart_over_loop_same_edit": ratio(&restart_times, &host_loop),
         }
     }));
 }

@@ -5,21 +5,21 @@
 //! each diagnostic as cargo renders it, cargo's own messages.
 
 use std::io::{BufRead, BufReader};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use cargo_metadata::Message;
 
 use crate::capture::{self, RustcInvocation};
-use std::os::unix::process::CommandExt;
 use crate::events::{ms, Diagnostic, Event, Events};
 use crate::linker::LinkRecord;
 use crate::metadata::{Boundary, BoundaryKind, Plan};
+use std::os::unix::process::CommandExt;
 
 /// A boundary as compiled into the current host binary.
 #[derive(Debug, Clone)]
@@ -73,7 +73,9 @@ pub enum BuildOutcome {
     Built(Box<HostBuild>),
     /// Cargo failed; its diagnostics were emitted as events, and their text (without
     /// colours) is here too, to recognise a file they name.
-    Failed { diagnostics: String },
+    Failed {
+        diagnostics: String,
+    },
 }
 
 /// How the host is built.
@@ -114,52 +116,43 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Event
 fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events) -> Result<BuildOutcome> {
     let outcome = build_host(plan, tool, events)?;
     let BuildOutcome::Built(build) = &outcome else { return Ok(outcome) };
-    let ([boundary], [unit]) = (plan.boundaries.as_slice(), build.boundaries.as_slice()) else { return Ok(outcome) };
-    if !boundary.by_default || unit_has_exports(unit)? {
+    let Some(index) = plan.host_package_default() else { return Ok(outcome) };
+    let Some(unit) = build.boundaries.iter().find(|u| u.boundary.package == plan.boundaries[index].package) else { return Ok(outcome) };
+    if unit_has_exports(unit)? {
         return Ok(outcome);
     }
+    let boundary = &plan.boundaries[index];
+    let others_have_exports = || -> Result<bool> {
+        for other in build.boundaries.iter().filter(|u| u.boundary.package != boundary.package) {
+            if unit_has_exports(other)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
     if boundary.kind == BoundaryKind::Library {
         let binary = crate::capture::host_objects_dir(&capture_dir(plan), &link_key(build));
         if objects_have_exports(&crate::patch::ObjectSource::Dir(binary))? {
             plan.prefer_binary_boundary();
             return build_host(plan, tool, events); // cargo has nothing to do: only the plan's units change
         }
-    }
-    let mut libraries = Vec::new();
-    for local in build.local_units.iter().filter(|u| u.package != boundary.package) {
-        if let Some(rlib) = &local.rlib {
-            if objects_have_exports(&crate::patch::ObjectSource::Rlib(rlib.clone()))? {
-                libraries.push(local.clone());
-            }
+    } else if others_have_exports()? {
+        // `main.rs` without exports, beside hot libraries: its edits restart, as those of a
+        // crate outside the boundaries do (no build needed: only the plan changes).
+        plan.drop_binary_boundary();
+        let BuildOutcome::Built(mut build) = outcome else { unreachable!("matched above") };
+        if let Some(position) = build.boundaries.iter().position(|u| u.boundary.kind == BoundaryKind::Binary) {
+            let unit = build.boundaries.remove(position);
+            build.local_units.push(LocalUnit {
+                package: plan.host.bin.clone(),
+                dep_info: unit.dep_info,
+                manifest_dir: unit.invocation.cwd.clone(),
+                rlib: None,
+            });
         }
+        return Ok(BuildOutcome::Built(build));
     }
-    match libraries.as_slice() {
-        [library] => {
-            let crate_name = library.rlib.as_deref().and_then(unit_key).and_then(|key| key.rsplit_once('-')).map(|(name, _)| name.to_string());
-            plan.boundaries = vec![Boundary {
-                package: library.package.clone(),
-                crate_name: crate_name.unwrap_or_else(|| library.package.replace('-', "_")),
-                manifest_dir: library.manifest_dir.clone(),
-                dependents: Vec::new(),
-                kind: BoundaryKind::Library,
-                by_default: true,
-            }];
-            build_host(plan, tool, events)
-        }
-        [] => Ok(outcome),
-        several => {
-            let mut names: Vec<&str> = several.iter().map(|l| l.package.as_str()).collect();
-            names.sort_unstable();
-            names.dedup();
-            events.warn_once(format!(
-                "no boundary is configured and several crates have #[hot::export] functions ({}): name the one to patch, e.g. \
-                 boundary = \"{}\" under [workspace.metadata.hot] (a list names several)",
-                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
-                names[0]
-            ));
-            Ok(outcome)
-        }
-    }
+    Ok(outcome)
 }
 
 /// Whether a boundary's compiled code defines export entries. Decided from its own objects:
@@ -182,9 +175,8 @@ fn objects_have_exports(source: &crate::patch::ObjectSource) -> Result<bool> {
         }
     }
     Ok(source.read()?.iter().any(|o| {
-        object::File::parse(&*o.data).is_ok_and(|file| {
-            file.symbols().any(|s| s.is_definition() && s.name().is_ok_and(|n| n.starts_with(crate::abi::elf::ENTRY_PREFIX)))
-        })
+        object::File::parse(&*o.data)
+            .is_ok_and(|file| file.symbols().any(|s| s.is_definition() && s.name().is_ok_and(|n| n.starts_with(crate::abi::elf::ENTRY_PREFIX))))
     }))
 }
 
@@ -380,13 +372,13 @@ pub fn diagnostic(message: &cargo_metadata::diagnostic::Diagnostic, cwd: &Path, 
     use cargo_metadata::diagnostic::DiagnosticLevel;
     let primary = message.spans.iter().find(|s| s.is_primary);
     let level = match message.level {
-            DiagnosticLevel::Error | DiagnosticLevel::Ice => "error",
-            DiagnosticLevel::Warning => "warning",
-            DiagnosticLevel::FailureNote => "failure-note",
-            DiagnosticLevel::Note => "note",
-            DiagnosticLevel::Help => "help",
-            _ => "other",
-        };
+        DiagnosticLevel::Error | DiagnosticLevel::Ice => "error",
+        DiagnosticLevel::Warning => "warning",
+        DiagnosticLevel::FailureNote => "failure-note",
+        DiagnosticLevel::Note => "note",
+        DiagnosticLevel::Help => "help",
+        _ => "other",
+    };
     Diagnostic {
         level: level.to_string(),
         message: message.message.clone(),
@@ -571,10 +563,7 @@ fn deps_copies(executable: &Path) -> Vec<PathBuf> {
     entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && !n.contains('.'))
-                && same_file(p, executable)
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && !n.contains('.')) && same_file(p, executable))
         .collect()
 }
 

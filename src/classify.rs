@@ -45,26 +45,58 @@ pub struct Decision {
 #[serde(tag = "why", rename_all = "kebab-case")]
 pub enum Why {
     /// The target directory, `.git`, or a file cargo hot writes itself.
-    NotSource { what: rules::NotSource },
-    IgnorePattern { pattern: String, origin: String },
-    RestartPattern { pattern: String, origin: String },
-    WatchedFile { pattern: String, origin: String },
+    NotSource {
+        what: rules::NotSource,
+    },
+    IgnorePattern {
+        pattern: String,
+        origin: String,
+    },
+    RestartPattern {
+        pattern: String,
+        origin: String,
+    },
+    WatchedFile {
+        pattern: String,
+        origin: String,
+    },
     EnvFile,
-    RestartFile { file: RestartFile },
-    OnlyBoundary { boundary: String },
-    /// Another boundary depends on this one: its compiled code calls the old functions.
-    DependedOn { boundary: String, dependent: String },
-    Declines { boundary: String },
+    RestartFile {
+        file: RestartFile,
+    },
+    OnlyBoundary {
+        boundary: String,
+    },
+    Declines {
+        boundary: String,
+    },
     /// The file no longer says `hot::decline!()`, but the version the program runs did.
-    DeclinedVersion { boundary: String },
-    TwoBoundaries { first: String, second: String },
-    BoundaryAndOther { boundary: String, other: String },
-    OtherCrate { package: String },
+    DeclinedVersion {
+        boundary: String,
+    },
+    TwoBoundaries {
+        first: String,
+        second: String,
+    },
+    BoundaryAndOther {
+        boundary: String,
+        other: String,
+    },
+    OtherCrate {
+        package: String,
+    },
     /// The host binary's own crate (not a boundary).
-    Binary { bin: String },
+    Binary {
+        bin: String,
+    },
     /// Compiled into the host, by no local crate (a file of a dependency).
-    Host { bin: String },
-    NoCrate { host: String, git_ignored: bool },
+    Host {
+        bin: String,
+    },
+    NoCrate {
+        host: String,
+        git_ignored: bool,
+    },
     /// Restart-only mode: an edit that would otherwise have been patched.
     RestartOnly,
 }
@@ -135,12 +167,8 @@ pub struct DependencyTree {
 impl DependencyTree {
     pub fn load(build: &HostBuild, plan: &HostPlan) -> Result<Self> {
         let workspace_root = plan.workspace_root.as_path();
-        let mut tree = DependencyTree {
-            host: plan.host.bin.clone(),
-            excluded: Excluded::new(&plan.target_dir),
-            rules: Rules::from_plan(plan),
-            ..Default::default()
-        };
+        let mut tree =
+            DependencyTree { host: plan.host.bin.clone(), excluded: Excluded::new(&plan.target_dir), rules: Rules::from_plan(plan), ..Default::default() };
         for unit in &build.boundaries {
             let files = depinfo::read(&unit.dep_info, &unit.invocation.cwd)?;
             tree.boundaries.push(BoundaryFiles {
@@ -156,7 +184,11 @@ impl DependencyTree {
                 .into_iter()
                 .map(|file| {
                     let from_root = depinfo::normalize(&workspace_root.join(&file));
-                    if from_root.exists() { from_root } else { depinfo::normalize(&unit.manifest_dir.join(&file)) }
+                    if from_root.exists() {
+                        from_root
+                    } else {
+                        depinfo::normalize(&unit.manifest_dir.join(&file))
+                    }
                 })
                 .collect();
             tree.others.push(CrateFiles { package: unit.package.clone(), binary: unit.rlib.is_none(), files });
@@ -213,17 +245,15 @@ impl DependencyTree {
         if let Some(file) = rules::restart_file(path) {
             return decide(Action::Restart, Why::RestartFile { file });
         }
-        let in_boundaries: Vec<usize> =
-            self.boundaries.iter().enumerate().filter(|(_, b)| b.files.contains(path)).map(|(i, _)| i).collect();
+        let in_boundaries: Vec<usize> = self.boundaries.iter().enumerate().filter(|(_, b)| b.files.contains(path)).map(|(i, _)| i).collect();
         let in_others: Vec<&CrateFiles> = self.others.iter().filter(|other| other.files.contains(path)).collect();
         let name = |index: usize| self.boundaries[index].package.clone();
         match (in_boundaries.as_slice(), in_others.first()) {
-            ([index], None) => match self.boundaries[*index].dependents.first() {
-                Some(dependent) => decide(Action::Restart, Why::DependedOn { boundary: name(*index), dependent: dependent.clone() }),
-                None if crate::abi::source::declines(path) => decide(Action::Restart, Why::Declines { boundary: name(*index) }),
-                None if self.declined.contains(path) => decide(Action::Restart, Why::DeclinedVersion { boundary: name(*index) }),
-                None => decide(Action::Patch(*index), Why::OnlyBoundary { boundary: name(*index) }),
-            },
+            // A boundary other boundaries depend on patches too: the patch spans what must be
+            // compiled again (see `span`).
+            ([index], None) if crate::abi::source::declines(path) => decide(Action::Restart, Why::Declines { boundary: name(*index) }),
+            ([index], None) if self.declined.contains(path) => decide(Action::Restart, Why::DeclinedVersion { boundary: name(*index) }),
+            ([index], None) => decide(Action::Patch(*index), Why::OnlyBoundary { boundary: name(*index) }),
             ([first, second, ..], _) => decide(Action::Restart, Why::TwoBoundaries { first: name(*first), second: name(*second) }),
             ([index], Some(other)) => decide(Action::Restart, Why::BoundaryAndOther { boundary: name(*index), other: other.package.clone() }),
             ([], Some(other)) if other.binary => decide(Action::Restart, Why::Binary { bin: other.package.clone() }),
@@ -231,10 +261,8 @@ impl DependencyTree {
             ([], None) if self.all.contains(path) => decide(Action::Restart, Why::Host { bin: self.host.clone() }),
             ([], None) => {
                 // (The matcher asserts that the path is under its root.)
-                let git_ignored = rules
-                    .gitignore
-                    .as_ref()
-                    .is_some_and(|g| path.starts_with(g.path()) && g.matched_path_or_any_parents(path, path.is_dir()).is_ignore());
+                let git_ignored =
+                    rules.gitignore.as_ref().is_some_and(|g| path.starts_with(g.path()) && g.matched_path_or_any_parents(path, path.is_dir()).is_ignore());
                 decide(Action::Ignore, Why::NoCrate { host: self.host.clone(), git_ignored })
             }
         }
@@ -359,11 +387,11 @@ mod tests {
     }
 
     #[test]
-    fn a_boundary_another_boundary_depends_on_restarts() {
+    fn a_boundary_another_boundary_depends_on_patches() {
         let mut t = tree();
         t.boundaries[0].dependents = vec!["jobs".to_string()];
         let decision = t.classify(Path::new("/ws/h/src/lib.rs"));
-        assert_eq!(decision.why, Why::DependedOn { boundary: "handlers".into(), dependent: "jobs".into() });
+        assert_eq!(decision, Decision { action: Action::Patch(0), why: Why::OnlyBoundary { boundary: "handlers".into() } });
     }
 
     #[test]

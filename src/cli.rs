@@ -76,6 +76,10 @@ pub struct HotOptions {
     /// Repeat for several.
     #[arg(long, value_name = "PATH|PACKAGE")]
     pub boundary: Vec<String>,
+    /// A crate of the workspace whose edits always restart (a path or a package name;
+    /// repeatable): every other library crate the server depends on is hot.
+    #[arg(long, value_name = "PATH|PACKAGE")]
+    pub exclude: Vec<String>,
     /// Files whose change restarts the program (glob, repeatable).
     #[arg(long, value_name = "GLOB")]
     pub restart: Vec<String>,
@@ -113,6 +117,7 @@ impl HotOptions {
         }
         for (key, values) in [
             ("boundary", &self.boundary),
+            ("exclude", &self.exclude),
             ("restart", &self.restart),
             ("ignore", &self.ignore),
             ("watch", &self.watch),
@@ -268,8 +273,7 @@ mod tests {
 
     #[test]
     fn explain_takes_paths_and_the_same_flags() {
-        let CargoCli::Hot(cli) =
-            CargoCli::try_parse_from(["cargo", "hot", "explain", "-p", "server", "--restart", "tpl/**", "a.rs", "b.rs"]).unwrap();
+        let CargoCli::Hot(cli) = CargoCli::try_parse_from(["cargo", "hot", "explain", "-p", "server", "--restart", "tpl/**", "a.rs", "b.rs"]).unwrap();
         let Command::Explain(explain) = cli.command else { panic!("not explain") };
         assert_eq!(explain.paths.len(), 2);
         assert_eq!(explain.selection.package.as_deref(), Some("server"));
@@ -279,8 +283,22 @@ mod tests {
     #[test]
     fn run_takes_cargo_run_flags_and_program_args() {
         let run = parse(&[
-            "cargo", "hot", "run", "--boundary", "crates/handlers", "-p", "server", "--bin", "api", "--features",
-            "a,b", "--no-default-features", "--release", "--", "--port", "8080",
+            "cargo",
+            "hot",
+            "run",
+            "--boundary",
+            "crates/handlers",
+            "-p",
+            "server",
+            "--bin",
+            "api",
+            "--features",
+            "a,b",
+            "--no-default-features",
+            "--release",
+            "--",
+            "--port",
+            "8080",
         ]);
         assert_eq!(run.options.boundary, vec!["crates/handlers"]);
         assert_eq!(run.selection.package.as_deref(), Some("server"));

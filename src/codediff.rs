@@ -43,14 +43,22 @@ pub struct Code<'data> {
     section_functions: HashMap<Node, String>,
     /// Section → the sections whose relocations point into it.
     referrers: HashMap<Node, Vec<Node>>,
+    /// Which of the parts given to [`Code::read_parts`] each object file came from.
+    owners: Vec<usize>,
 }
 
 impl<'data> Code<'data> {
     pub fn read(objects: &'data [ObjectFile]) -> Result<Self> {
-        let files: Vec<object::File<'data>> = objects
-            .iter()
-            .map(|o| object::File::parse(&*o.data).with_context(|| format!("cannot read the object {}", o.name)))
-            .collect::<Result<_>>()?;
+        Self::read_parts(&[(0, objects)])
+    }
+
+    /// The code of several crates as one program: references by name between them are
+    /// edges, and [`Code::owner`] tells which part (a crate's index) a section is from.
+    pub fn read_parts(parts: &[(usize, &'data [ObjectFile])]) -> Result<Self> {
+        let objects: Vec<(usize, &'data ObjectFile)> = parts.iter().flat_map(|(owner, objects)| objects.iter().map(|o| (*owner, o))).collect();
+        let owners = objects.iter().map(|(owner, _)| *owner).collect();
+        let files: Vec<object::File<'data>> =
+            objects.iter().map(|(_, o)| object::File::parse(&*o.data).with_context(|| format!("cannot read the object {}", o.name))).collect::<Result<_>>()?;
         let mut globals: HashMap<&'data str, Node> = HashMap::new();
         for (index, file) in files.iter().enumerate() {
             for symbol in file.symbols().filter(|s| s.is_definition() && s.is_global()) {
@@ -67,6 +75,7 @@ impl<'data> Code<'data> {
             entries: Vec::new(),
             section_functions: HashMap::new(),
             referrers: HashMap::new(),
+            owners,
         };
         for (index, file) in files.iter().enumerate() {
             for section in file.sections().filter(|s| is_loaded(s.kind())) {
@@ -100,6 +109,28 @@ impl<'data> Code<'data> {
         Ok(code)
     }
 
+    /// The part (see [`Code::read_parts`]) a section comes from.
+    pub fn owner(&self, node: Node) -> usize {
+        self.owners.get(node.0).copied().unwrap_or_default()
+    }
+
+    /// The parts that define a function of this name (a local copy may repeat a name).
+    pub fn owners_of(&self, name: &str) -> Vec<usize> {
+        let mut owners: Vec<usize> = self.functions.get(name).into_iter().flatten().map(|node| self.owner(*node)).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
+    /// Every function with the parts that define it.
+    pub fn functions_with_owners(&self) -> impl Iterator<Item = (&str, Vec<usize>)> + '_ {
+        self.functions.iter().map(|(name, nodes)| {
+            let mut owners: Vec<usize> = nodes.iter().map(|node| self.owner(*node)).collect();
+            owners.dedup();
+            (name.as_str(), owners)
+        })
+    }
+
     /// The sections that refer to `node` (call it, take its address, hold it in a vtable).
     pub fn referrers(&self, node: Node) -> &[Node] {
         self.referrers.get(&node).map(Vec::as_slice).unwrap_or_default()
@@ -128,7 +159,6 @@ impl<'data> Code<'data> {
     pub fn defines(&self, name: &str) -> bool {
         self.functions.contains_key(name) || self.globals.contains_key(name)
     }
-
 
     /// The sections defining these names (functions or data).
     pub fn nodes_of(&self, names: &[&str]) -> Vec<Node> {
@@ -406,4 +436,3 @@ fn hash(value: &impl Hash) -> u64 {
     value.hash(&mut hasher);
     hasher.finish()
 }
-

@@ -12,18 +12,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::{Map, Value};
 
 /// Keys this version understands. Anything else gets a warning naming the key and the file.
-pub const KNOWN_KEYS: &[&str] = &[
-    "boundary",
-    "bin",
-    "restart",
-    "ignore",
-    "watch",
-    "debounce",
-    "env-file",
-    "shutdown-timeout",
-    "listen",
-    "restart-on-crash",
-];
+pub const KNOWN_KEYS: &[&str] =
+    &["boundary", "exclude", "bin", "restart", "ignore", "watch", "debounce", "env-file", "shutdown-timeout", "listen", "restart-on-crash"];
 
 /// A boundary as written by the user: a path or a package name, with the directory that a
 /// relative path is relative to.
@@ -82,10 +72,7 @@ impl PathRule {
     /// The directory to watch for this rule: its longest literal prefix.
     pub fn watch_root(&self) -> PathBuf {
         let pattern = self.matcher.glob().glob().to_string();
-        let literal: Vec<&str> = pattern
-            .split('/')
-            .take_while(|part| !part.contains(['*', '?', '[', '{']))
-            .collect();
+        let literal: Vec<&str> = pattern.split('/').take_while(|part| !part.contains(['*', '?', '[', '{'])).collect();
         let path = self.base_dir.join(literal.join("/"));
         if path.is_dir() {
             path
@@ -98,7 +85,11 @@ impl PathRule {
 /// The merged configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HotConfig {
+    /// The hot crates, when named (nothing named: every library crate of the workspace that
+    /// the host depends on, and the host's own crate).
     pub boundaries: Vec<BoundarySpec>,
+    /// Crates whose edits always restart (hot-hook's `decline`, per crate).
+    pub exclude: Vec<BoundarySpec>,
     pub bin: Option<String>,
     /// Changes to matching files restart the program.
     pub restart: Vec<PathRule>,
@@ -121,6 +112,7 @@ impl Default for HotConfig {
     fn default() -> Self {
         HotConfig {
             boundaries: Vec::new(),
+            exclude: Vec::new(),
             bin: None,
             restart: Vec::new(),
             ignore: Vec::new(),
@@ -145,11 +137,7 @@ pub struct ConfigSource<'a> {
 
 impl<'a> ConfigSource<'a> {
     pub fn manifest(table: &'a Value, manifest: &'a Path, section: &str) -> Self {
-        ConfigSource {
-            table,
-            base_dir: manifest.parent().unwrap_or(Path::new(".")),
-            origin: format!("[{section}] in {}", manifest.display()),
-        }
+        ConfigSource { table, base_dir: manifest.parent().unwrap_or(Path::new(".")), origin: format!("[{section}] in {}", manifest.display()) }
     }
 }
 
@@ -172,6 +160,12 @@ impl HotConfig {
                     if self.boundaries.is_empty() {
                         bail!("`boundary` in {origin} is an empty list; name at least one crate, e.g. boundary = \"crates/handlers\"");
                     }
+                }
+                "exclude" => {
+                    self.exclude = strings(key, value, origin, "exclude = [\"crates/store\"] (paths or package names)")?
+                        .into_iter()
+                        .map(|value| BoundarySpec { value, base_dir: base_dir.to_path_buf(), origin: origin.to_string() })
+                        .collect();
                 }
                 "bin" => match value {
                     Value::String(s) if !s.is_empty() => self.bin = Some(s.clone()),
@@ -196,9 +190,8 @@ impl HotConfig {
                 "listen" => {
                     let mut addresses = Vec::new();
                     for text in strings(key, value, origin, "listen = [\"127.0.0.1:3000\"]")? {
-                        let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str()).map_err(|_| {
-                            anyhow!("`listen` in {origin}: `{text}` is not an address; write it as 127.0.0.1:3000 or localhost:3000")
-                        })?;
+                        let resolved = std::net::ToSocketAddrs::to_socket_addrs(text.as_str())
+                            .map_err(|_| anyhow!("`listen` in {origin}: `{text}` is not an address; write it as 127.0.0.1:3000 or localhost:3000"))?;
                         // `localhost:3000` is both 127.0.0.1 and ::1: clients may try either.
                         addresses.extend(resolved);
                     }
@@ -236,11 +229,7 @@ impl HotConfig {
 
     /// Every rule that names files, for `explain`'s summary.
     pub fn rules(&self) -> impl Iterator<Item = (&'static str, &PathRule)> {
-        self.restart
-            .iter()
-            .map(|r| ("restart", r))
-            .chain(self.watch.iter().map(|r| ("watch", r)))
-            .chain(self.ignore.iter().map(|r| ("ignore", r)))
+        self.restart.iter().map(|r| ("restart", r)).chain(self.watch.iter().map(|r| ("watch", r))).chain(self.ignore.iter().map(|r| ("ignore", r)))
     }
 
     /// The program's extra environment from `env-file`.
@@ -260,9 +249,7 @@ pub fn cli_table(pairs: Vec<(&str, Value)>) -> Value {
 fn strings(key: &str, value: &Value, origin: &str, example: &str) -> Result<Vec<String>> {
     match value {
         Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            Ok(items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
-        }
+        Value::Array(items) if items.iter().all(Value::is_string) => Ok(items.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect()),
         _ => bail!("`{key}` in {origin} must be a string or a list of strings, e.g. {example}"),
     }
 }

@@ -30,54 +30,116 @@ pub enum Event {
         keys: bool,
     },
     /// The crate chosen as the boundary when none is configured.
-    BoundaryChosen { boundary: String, choice: BoundaryChoice },
+    BoundaryChosen {
+        boundary: String,
+        choice: BoundaryChoice,
+    },
     /// A burst of changes, and what the session does about it.
-    Change { paths: Vec<PathBuf>, action: ChangeAction },
+    Change {
+        paths: Vec<PathBuf>,
+        action: ChangeAction,
+    },
     /// A changed file that is no change for the program (said once per file, then only
     /// with `-v`).
-    Ignored { path: PathBuf, why: Why, again: bool },
+    Ignored {
+        path: PathBuf,
+        why: Why,
+        again: bool,
+    },
     /// A full build starts (`cargo build` through cargo hot's wrapper and linker).
-    BuildStarted { target: String },
+    BuildStarted {
+        target: String,
+    },
     /// Cargo's progress: units compiled (fresh ones included) out of about `total`.
-    BuildProgress { done: usize, total: usize, unit: Option<String> },
+    BuildProgress {
+        done: usize,
+        total: usize,
+        unit: Option<String>,
+    },
     /// A compiler diagnostic (warning or error) of a build or a patch.
     Diagnostic(Box<Diagnostic>),
     /// A line cargo printed itself: a status line (`Compiling serde v1.0.0`, shown when no
     /// progress bar is) or a message (an unreadable manifest, a failed build's summary).
-    CargoOutput { text: String, status: bool },
-    BuildFinished { ok: bool, duration_ms: u64 },
+    CargoOutput {
+        text: String,
+        status: bool,
+    },
+    BuildFinished {
+        ok: bool,
+        duration_ms: u64,
+    },
     /// A command run for the session (`-v`).
-    Command { command: String },
+    Command {
+        command: String,
+    },
     /// A patch of a boundary is being built.
-    PatchStarted { boundary: String },
+    PatchStarted {
+        boundary: String,
+    },
     /// The program runs the new code.
     Patched(Box<Patched>),
     /// The boundary did not compile: the program keeps running the last good code.
-    CompileFailed { boundary: String },
+    CompileFailed {
+        boundary: String,
+    },
     /// The boundary changed again while it compiled: the newer change is handled next.
-    Raced { boundary: String },
+    Raced {
+        boundary: String,
+    },
     /// The patch cannot be applied safely; a restart follows.
-    PatchRejected { boundary: String, refusal: Refusal },
+    PatchRejected {
+        boundary: String,
+        refusal: Refusal,
+    },
     /// The program (a new process) started after a build.
-    Started { pid: u32, build_ms: u64, cause: StartCause },
+    Started {
+        pid: u32,
+        build_ms: u64,
+        cause: StartCause,
+    },
     /// The program was replaced by a new process with the new build.
-    Restarted { pid: u32, previous_pid: u32, build_ms: u64, cause: RestartCause },
+    Restarted {
+        pid: u32,
+        previous_pid: u32,
+        build_ms: u64,
+        cause: RestartCause,
+    },
     /// The program accepts connections.
-    Ready { pid: u32, address: String, since_trigger_ms: u64, trigger: Trigger, build_ms: u64, start_to_accept_ms: u64 },
+    Ready {
+        pid: u32,
+        address: String,
+        since_trigger_ms: u64,
+        trigger: Trigger,
+        build_ms: u64,
+        start_to_accept_ms: u64,
+    },
     /// The program exited on its own (crash, panic, exit).
     Crashed(Box<Crashed>),
     /// The program was stopped by cargo hot.
-    Stopped { pid: u32, forced: bool, timeout_ms: u64 },
+    Stopped {
+        pid: u32,
+        forced: bool,
+        timeout_ms: u64,
+    },
     /// Something worth knowing that needs no action now.
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
     /// Something failed; the session goes on (the program keeps running, if it was).
-    Error { message: String, program_running: bool },
+    Error {
+        message: String,
+        program_running: bool,
+    },
     /// Something failed that ends the session (a workspace cargo cannot read, a port in use).
-    Fatal { message: String },
+    Fatal {
+        message: String,
+    },
     /// The screen was cleared (`c`).
     Cleared,
     /// The session ends (signal or `q`).
-    SessionEnded { signal: Option<i32> },
+    SessionEnded {
+        signal: Option<i32>,
+    },
 }
 
 /// A compiler diagnostic: the text as cargo renders it (ANSI colours included; the JSON
@@ -103,6 +165,9 @@ pub struct Patched {
     pub pid: u32,
     pub total_ms: u64,
     pub compile_ms: u64,
+    /// Each crate the patch compiled, in the order it was compiled (the edited one, and those
+    /// that had to be compiled again with it: see `span`), with its compile time.
+    pub crates: Vec<CrateCompile>,
     pub link_ms: u64,
     pub check_ms: u64,
     pub load_ms: u64,
@@ -121,6 +186,13 @@ pub struct Patched {
     /// The boundary's types whose layout changed, none of whose old values can meet the new
     /// code (request-local types: see `layout`).
     pub layouts_changed: Vec<String>,
+}
+
+/// One crate compiled by a patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrateCompile {
+    pub package: String,
+    pub compile_ms: u64,
 }
 
 /// A program that exited on its own.
@@ -165,6 +237,9 @@ pub enum BoundaryChoice {
     Binary,
     /// The one local library of the host with `#[hot::export]` functions.
     OnlyLibraryWithExports { host: String },
+    /// Every library of the workspace the host uses (and the host package's own crate, if it
+    /// has exports): `crates`, lowest first; `boundary` is the highest.
+    Workspace { crates: Vec<String> },
 }
 
 /// What a burst of changes leads to.
@@ -222,30 +297,60 @@ pub enum RestartCause {
 #[serde(tag = "refusal", rename_all = "kebab-case")]
 pub enum Refusal {
     /// A type definition the program has loaded changed (or a static's type).
-    TypeChanged { what: String, boundary: String },
+    TypeChanged {
+        what: String,
+        boundary: String,
+    },
     /// A type's layout changed and values of it made by the old code can meet the new code
     /// (or the reverse): decided from the compiled types (see `layout`).
-    LayoutHeld { held: crate::layout::HeldLayout, boundary: String },
+    LayoutHeld {
+        held: crate::layout::HeldLayout,
+        boundary: String,
+    },
     /// An edit that could change a layout, which cannot be checked (why).
-    LayoutUnproven { file: PathBuf, why: String },
+    LayoutUnproven {
+        file: PathBuf,
+        why: String,
+    },
     /// The boundary changed while the program was being built.
-    ChangedDuringBuild { boundary: String },
+    ChangedDuringBuild {
+        boundary: String,
+    },
     /// The ABI gate refused the patch.
-    Gate { rejection: crate::abi::Rejection },
+    Gate {
+        rejection: crate::abi::Rejection,
+    },
     /// A static cannot keep its value in the new code.
-    Unbindable { reason: String },
+    Unbindable {
+        reason: String,
+    },
     /// The edit changes code only start-up runs (the binary is the boundary).
-    StartUpOnly { functions: Vec<String> },
+    StartUpOnly {
+        functions: Vec<String>,
+    },
     /// Changed code the running program reaches other than through the patch: the old copy
     /// would keep answering (see `patch::reach`).
-    Stale { changes: Vec<crate::patch::reach::Stale> },
+    Stale {
+        changes: Vec<crate::patch::reach::Stale>,
+    },
+    /// A crate the patch must compile again with the edited one (see `span`) was edited too,
+    /// or is not as the running program has it.
+    SpanEdited {
+        crate_name: String,
+        boundary: String,
+        why: String,
+    },
     /// `split-debuginfo = "packed"`: a patch of the binary cannot be built.
     PackedDebugInfo,
     NotRunning,
     /// The program could not load the patch.
-    LoadFailed { message: String },
+    LoadFailed {
+        message: String,
+    },
     /// Building, checking or sending the patch failed.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// What led to a program start, for "ready N ms after the …".

@@ -23,6 +23,14 @@ pub struct HostState {
     /// One record per boundary, in build order (`tree.boundaries` has their files at the
     /// same index: see [`HostState::boundary`]).
     pub boundaries: Vec<BoundaryState>,
+    /// Which hot crates each depends on, and the generation of each one's newest compile
+    /// (see `span`).
+    pub crates: crate::span::Crates,
+    /// How the code outside the hot crates (the host's own, excluded crates') reaches them;
+    /// None until read (see [`HostState::read_program_views`]), Err why it could not be.
+    pub outside: Option<Result<crate::patch::reach::Outside, String>>,
+    /// The warm-up compiles of this build, run one at a time (see `warmup`).
+    warmups: Option<crate::warmup::Queue>,
 }
 
 /// What checking and linking patches of this build needs.
@@ -43,11 +51,12 @@ pub struct BoundaryState {
     pub compile_failed: Option<String>,
     /// Where its patches are compiled (cargo hot's own output and incremental directories).
     pub dirs: crate::patch::CompileDirs,
-    /// The compile that warms the patch's incremental cache after the build, if running.
-    pub warmup: Option<crate::patch::Warmup>,
+    /// The compile that warms the patch's incremental cache after the build, if queued or
+    /// running (see `warmup`).
+    pub warmup: Option<crate::warmup::Warmup>,
     /// The compile that warms the cache of the full-debug-info compile (a library boundary's
-    /// edits that could change a layout), at idle priority; see `patch::Warmup::start_types`.
-    pub types_warmup: Option<crate::patch::Warmup>,
+    /// edits that could change a layout), at idle priority.
+    pub types_warmup: Option<crate::warmup::Warmup>,
     /// What the running program runs of this boundary, and how the rest of the program
     /// reaches it; None when it could not be read (every edit then restarts, saying why).
     pub running: Result<RunningCode, String>,
@@ -57,11 +66,26 @@ pub struct BoundaryState {
 /// version (the build's, then each applied patch's), the source surface of its functions,
 /// and how the rest of the program reaches it.
 pub struct RunningCode {
-    /// None until the warm-up compile gave them (a library boundary; see `patch::Warmup`).
+    /// None until the warm-up compile gave them (a library boundary; see `warmup`).
     pub objects: Option<Vec<crate::patch::ObjectFile>>,
+    /// How its patches are compiled: with line tables (compared with its warm-up's objects),
+    /// or with cargo's flags (compared with cargo's objects, when the crate was edited before
+    /// its warm-up read it).
+    pub flags: crate::patch::Flags,
     pub surface: crate::abi::surface::Surface,
     /// What of its source could change a layout, as the running program was compiled.
     pub skeleton: crate::layout::skeleton::Skeleton,
+    /// Its sources as the running code was compiled from them, and the statics they declare:
+    /// a patch of another crate that must compile this one again (see `span`) needs both.
+    pub sources: crate::abi::SourceSnapshot,
+    pub declared: crate::abi::source::DeclaredStatics,
+    /// The file whose edit changed a type definition, once a patch with such an edit was
+    /// loaded: the running program's layouts of this crate's types are then known only as far
+    /// as compiled code described them, and the crates compiled against the new definitions
+    /// must describe the rest (see `span::Crates::layout_readers`).
+    pub layouts_moved: Option<PathBuf>,
+    /// What the crate's users compile in, as the running program was compiled (see `inlined`).
+    pub inlined: crate::inlined::Inlined,
     /// None until read, once the program has started (see
     /// [`HostState::read_program_views`]).
     pub program: Option<ProgramView>,
@@ -72,7 +96,6 @@ pub struct RunningCode {
 /// link, which takes a while on a large host.
 pub struct ProgramView {
     pub copies: crate::redirect::RunningCopies,
-    pub outside: crate::patch::reach::Outside,
     /// The layouts of the boundary's types and where the program may hold their values, read
     /// from the host's debug info (and updated by each patch); an error says why they could
     /// not be (a changed layout then restarts).
@@ -110,29 +133,32 @@ impl TypesOfProgram {
 }
 
 impl RunningCode {
-    fn new(unit: &BoundaryUnit, surface: crate::abi::surface::Surface, skeleton: crate::layout::skeleton::Skeleton) -> Result<Self> {
+    fn new(unit: &BoundaryUnit, source: CrateSource) -> Result<Self> {
+        let CrateSource { definitions, surface, skeleton, inlined, snapshot } = source;
         // A patch of the binary is compiled with cargo's own flags: its objects compare as
         // they are. A library's patch has its own flags: the warm-up gives its baseline.
         let objects = match &unit.objects {
             UnitObjects::Binary { baseline } => Some(crate::patch::ObjectSource::Dir(baseline.clone()).read()?),
             UnitObjects::Rlib(_) => None,
         };
-        Ok(RunningCode { objects, surface, skeleton, program: None })
+        Ok(RunningCode {
+            objects,
+            flags: crate::patch::Flags::LineTables,
+            surface,
+            skeleton,
+            program: None,
+            sources: snapshot,
+            declared: definitions.declared_statics().clone(),
+            layouts_moved: None,
+            inlined,
+        })
     }
 }
 
 impl ProgramView {
     fn read(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<Self> {
-        use crate::patch::ObjectSource;
-        let (source, has_main) = match &unit.objects {
-            UnitObjects::Rlib(rlib) => (ObjectSource::Rlib(rlib.clone()), false),
-            UnitObjects::Binary { baseline } => (ObjectSource::Dir(baseline.clone()), true),
-        };
-        let names = crate::codediff::SymbolNames::read(&source.read()?)?.functions;
+        let names = crate::codediff::SymbolNames::read(&unit_objects(unit).read()?)?.functions;
         let copies = crate::redirect::RunningCopies::of_host(&build.executable, &names)?;
-        let others = if has_main { Vec::new() } else { other_objects(unit, build, plan)? };
-        let mut outside = crate::patch::reach::Outside::read(&unit.boundary.crate_name, &names, &others)?;
-        outside.has_main = has_main;
         let (unit, executable, workspace) = (unit.clone(), build.executable.clone(), plan.workspace_root.clone());
         let types = std::thread::Builder::new()
             .name("hot-read-types".into())
@@ -142,29 +168,53 @@ impl ProgramView {
             })
             .map(TypesOfProgram::Reading)
             .unwrap_or_else(|err| TypesOfProgram::Read(Err(format!("cannot start a thread: {err}"))));
-        Ok(ProgramView { copies, outside, types })
+        Ok(ProgramView { copies, types })
     }
 }
 
-/// The host crate's own objects, kept by the linker role, and the other workspace libraries of
-/// the link (each with its crate's name): the only code that can name a library boundary's
-/// functions.
-pub fn other_objects(unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<Vec<(String, Vec<crate::patch::ObjectFile>)>> {
+/// The objects cargo's build compiled of a hot crate (the running program's code, with
+/// cargo's debug info).
+pub fn unit_objects(unit: &BoundaryUnit) -> crate::patch::ObjectSource {
+    match &unit.objects {
+        UnitObjects::Rlib(rlib) => crate::patch::ObjectSource::Rlib(rlib.clone()),
+        UnitObjects::Binary { baseline } => crate::patch::ObjectSource::Dir(baseline.clone()),
+    }
+}
+
+/// The code of the program outside its hot crates, each with its crate's name: the host
+/// crate's own objects (kept by the linker role) unless the binary is hot, and the workspace
+/// libraries that are not hot (excluded ones). Only this code can reach the hot crates other
+/// than through their exports.
+pub fn outside_objects(build: &HostBuild, units: &[BoundaryUnit], plan: &Plan) -> Result<Vec<(String, Vec<crate::patch::ObjectFile>)>> {
     use crate::patch::ObjectSource;
     let mut others = Vec::new();
+    let binary_is_hot = units.iter().any(|b| matches!(b.objects, UnitObjects::Binary { .. }));
     let host_key = build.link.output.as_deref().and_then(|out| out.file_name()).map(|n| n.to_string_lossy().into_owned());
-    if let Some(key) = host_key {
+    if let (false, Some(key)) = (binary_is_hot, host_key) {
         let dir = crate::capture::host_objects_dir(&build::capture_dir(plan), &key);
         if dir.is_dir() {
             others.push((plan.host.bin.clone(), ObjectSource::Dir(dir).read()?));
         }
     }
-    for local in build.local_units.iter().filter(|l| l.package != unit.boundary.package) {
+    for local in &build.local_units {
         if let Some(rlib) = &local.rlib {
             others.push((local.package.clone(), ObjectSource::Rlib(rlib.clone()).read()?));
         }
     }
     Ok(others)
+}
+
+/// How code outside the hot crates (`units`) reaches them (see [`outside_objects`]).
+pub fn read_outside(build: &HostBuild, units: &[BoundaryUnit], plan: &Plan) -> Result<crate::patch::reach::Outside> {
+    let mut defined = std::collections::HashSet::new();
+    let mut crates = Vec::new();
+    for unit in units {
+        defined.extend(crate::codediff::SymbolNames::read(&unit_objects(unit).read()?)?.functions);
+        crates.push(unit.boundary.crate_name.clone());
+    }
+    let mut outside = crate::patch::reach::Outside::read(&crates, &defined, &outside_objects(build, units, plan)?)?;
+    outside.has_main = units.iter().any(|b| matches!(b.objects, UnitObjects::Binary { .. }));
+    Ok(outside)
 }
 
 /// The boundary's types as the host was compiled with them, from its DWARF: the boundary's
@@ -219,6 +269,8 @@ impl HostState {
         };
         // v0-mangled names carry no hash of a static's type: its imports are checked instead.
         let v0_mangling = patching.as_ref().is_some_and(|p| p.image.statics.iter().any(|s| s.name.starts_with("_R")));
+        // A crate without exports is reached through the others' (see `patch::reach`).
+        let any_exports = units.iter().any(|unit| build::unit_has_exports(unit).unwrap_or(true));
         let mut boundaries = Vec::new();
         for (index, unit) in units.into_iter().enumerate() {
             let dir = &unit.boundary.manifest_dir;
@@ -227,11 +279,12 @@ impl HostState {
             if let Some(source) = &source {
                 tree.declined.extend(source.definitions.declining_files().iter().cloned());
             }
-            warn_if_unpatchable(&unit, plan, events);
+            warn_if_unpatchable(&unit, any_exports, plan, events);
             let (loaded, running) = match source {
-                Some(CrateSource { definitions, surface, skeleton, .. }) => {
+                Some(source) => {
+                    let definitions = source.definitions.clone();
                     let running = match &patching {
-                        Some(_) => RunningCode::new(&unit, surface, skeleton).map_err(|err| format!("{err:#}")),
+                        Some(_) => RunningCode::new(&unit, source).map_err(|err| format!("{err:#}")),
                         None => Err("the program cannot be patched".to_string()),
                     };
                     (Some(LoadedDefinitions::new(definitions).with_static_imports(v0_mangling)), running)
@@ -241,30 +294,49 @@ impl HostState {
             let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
             boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, types_warmup: None, running });
         }
-        Ok(HostState { build, tree, patching, boundaries })
+        let names: Vec<String> = boundaries.iter().map(|b| b.unit.boundary.package.clone()).collect();
+        let crates = crate::span::Crates {
+            depends_on: boundaries
+                .iter()
+                .map(|b| b.unit.boundary.depends_on.iter().filter_map(|name| names.iter().position(|n| n == name)).collect())
+                .collect(),
+            generations: vec![0; boundaries.len()],
+        };
+        Ok(HostState { build, tree, patching, boundaries, crates, outside: None, warmups: None })
     }
 
-    /// Starts the warm-up compile of every boundary that can be patched (see
-    /// [`crate::patch::Warmup`]).
+    /// Queues the warm-up compile of every boundary that can be patched (see `warmup`): the
+    /// highest crates first (the most edited, and the ones a lower crate's patch may span),
+    /// then the compiles of the libraries' types, at idle priority.
     pub fn warm_up(&mut self, tool: &Path, events: &Events) {
         if self.patching.is_none() {
             return;
         }
-        for (index, state) in self.boundaries.iter_mut().enumerate().filter(|(_, b)| b.loaded.is_some() && b.unit.invocation.debug_assertions()) {
-            match crate::patch::Warmup::start(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)) {
+        let queue = crate::warmup::Queue::new();
+        let warmable: Vec<usize> = (0..self.boundaries.len())
+            .rev()
+            .filter(|i| self.boundaries[*i].loaded.is_some() && self.boundaries[*i].unit.invocation.debug_assertions())
+            .collect();
+        for &index in &warmable {
+            let state = &mut self.boundaries[index];
+            match queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Low) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
             }
-            // Without it the first edit that could change a layout pays a whole compile.
+        }
+        // Without it the first edit that could change a layout pays a whole compile.
+        for &index in &warmable {
+            let state = &mut self.boundaries[index];
             if matches!(state.unit.objects, UnitObjects::Rlib(_)) {
-                state.types_warmup = crate::patch::Warmup::start_types(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index)).ok();
+                state.types_warmup = queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Idle).ok();
             }
         }
+        self.warmups = Some(queue);
     }
 
-    /// Reads how the running program reaches each boundary (see [`ProgramView`]): after the
-    /// program has started, so that a restart does not wait for it. A boundary whose view
-    /// cannot be read restarts on every edit, saying why.
+    /// Reads how the running program reaches each boundary (see [`ProgramView`]) and how the
+    /// code outside them does: after the program has started, so that a restart does not wait
+    /// for it. A boundary whose view cannot be read restarts on every edit, saying why.
     pub fn read_program_views(&mut self, plan: &Plan) {
         for state in &mut self.boundaries {
             let Ok(running) = &mut state.running else { continue };
@@ -273,12 +345,16 @@ impl HostState {
                 Err(err) => state.running = Err(format!("{err:#}")),
             }
         }
+        // (The build's units are the boundaries' now.)
+        let units: Vec<BoundaryUnit> = self.boundaries.iter().map(|b| b.unit.clone()).collect();
+        self.outside = Some(read_outside(&self.build, &units, plan).map_err(|err| format!("{err:#}")));
     }
 
-    /// Waits (at most `timeout` in all) until every warm-up compile has read its sources.
+    /// Waits (at most `timeout` in all) until the first warm-up compile has read its sources
+    /// (the others are queued behind it: see `warmup`).
     pub fn wait_until_warm_ups_read_their_sources(&mut self, timeout: std::time::Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        for warmup in self.boundaries.iter_mut().filter_map(|b| b.warmup.as_mut()) {
+        for warmup in self.boundaries.iter_mut().rev().filter_map(|b| b.warmup.as_mut()).take(1) {
             warmup.wait_until_sources_read(deadline);
         }
     }
@@ -297,16 +373,16 @@ impl HostState {
     }
 }
 
-/// A boundary built without debug assertions, or without exports, restarts on every edit:
-/// say so once per session, with what to do.
-fn warn_if_unpatchable(unit: &BoundaryUnit, plan: &Plan, events: &Events) {
+/// A boundary built without debug assertions, or a program without any exports, restarts on
+/// every edit: say so once per session, with what to do.
+fn warn_if_unpatchable(unit: &BoundaryUnit, any_exports: bool, plan: &Plan, events: &Events) {
     if !unit.invocation.debug_assertions() {
         events.warn_once(format!(
             "`{}` is built without debug_assertions (profile `{}`), where #[hot::export] emits plain functions: every edit restarts",
             unit.boundary.package,
             plan.selection.profile_name()
         ));
-    } else if !build::unit_has_exports(unit).unwrap_or(true) {
+    } else if !any_exports {
         let what = match unit.boundary.kind {
             BoundaryKind::Binary => format!("the binary `{}`", plan.host.bin),
             BoundaryKind::Library => format!("`{}`", unit.boundary.package),

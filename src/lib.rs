@@ -10,7 +10,10 @@
 //! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host, from which
 //! [`host`] derives the session's state once per build; [`rules`], [`depinfo`] and
 //! [`classify`] decide what an edit means; [`watch`], [`keys`] and [`signals`] wake the
-//! [`session`] loop (see [`wake`]); [`patch`] builds a patch; [`abi`] gates it; [`ipc`]
+//! [`session`] loop (see [`wake`]); [`warmup`] readies each hot crate's compile after a
+//! build; [`span`] decides which hot crates a patch compiles; [`patch`] builds a patch
+//! (what of its code takes effect how: [`codediff`], `patch::reach`, [`redirect`], [`layout`],
+//! and [`inlined`] for what other crates compile in from source); [`abi`] gates it; [`ipc`]
 //! sends it; [`supervisor`] owns the program's lifecycle and [`process`] runs it with the
 //! [`environment`] `cargo run` would give it; everything that happens is an [`events`] value,
 //! which [`ui`] renders for a terminal or as JSON; [`tool`] keeps the copy of cargo-hot that
@@ -20,8 +23,8 @@ pub mod abi;
 pub mod build;
 pub mod capture;
 pub mod classify;
-pub mod codediff;
 pub mod cli;
+pub mod codediff;
 pub mod config;
 pub mod depinfo;
 pub mod environment;
@@ -29,6 +32,7 @@ pub mod events;
 pub mod explain;
 pub mod host;
 pub mod init;
+pub mod inlined;
 pub mod ipc;
 pub mod keys;
 pub mod layout;
@@ -41,11 +45,13 @@ pub mod rules;
 pub mod session;
 pub mod signals;
 pub mod sockets;
+pub mod span;
 pub mod supervisor;
 pub mod sys;
 pub mod tool;
 pub mod ui;
 pub mod wake;
+pub mod warmup;
 pub mod watch;
 
 use std::process::ExitCode;

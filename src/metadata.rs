@@ -29,8 +29,11 @@ pub struct Boundary {
     /// The target's crate name (`-` replaced by `_`), as rustc knows it.
     pub crate_name: String,
     pub manifest_dir: PathBuf,
-    /// Other boundaries that depend on this one (an edit here then restarts).
+    /// Other boundaries that depend on this one, directly or not: a patch of this one may
+    /// have to compile them again (see `span`).
     pub dependents: Vec<String>,
+    /// Other boundaries this one depends on, directly or not.
+    pub depends_on: Vec<String>,
     pub kind: BoundaryKind,
     /// Chosen because nothing was configured (see [`plan`]): a library without exports then
     /// gives way to the binary.
@@ -94,24 +97,41 @@ pub fn plan(selection: &Selection, options: &HotOptions, events: &crate::events:
         warn_all(config.apply(&ConfigSource::manifest(table, host_package.manifest_path.as_std_path(), "package.metadata.hot"))?);
     }
     let bin = select_bin(host_package, selection.bin.as_deref().or(config.bin.as_deref()))?;
-    let host = Host {
-        package: host_package.name.to_string(),
-        bin,
-        manifest_dir: manifest_dir(host_package),
-        package_env: package_env(host_package),
-    };
+    let host = Host { package: host_package.name.to_string(), bin, manifest_dir: manifest_dir(host_package), package_env: package_env(host_package) };
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let flags = options.as_table();
     warn_all(config.apply(&ConfigSource { table: &flags, base_dir: &cwd, origin: "the command line".into() })?);
     let host_deps = normal_dependencies(&metadata, &host_package.id);
+    let mut excluded: Vec<PackageId> = Vec::new();
+    for spec in &config.exclude {
+        let package = resolve_boundary(&metadata, spec)?;
+        if package.id != host_package.id && !host_deps.contains(&package.id) {
+            bail!(
+                "`exclude` names `{}` ({}), which `{}` does not depend on: nothing to exclude. Name a crate the host uses",
+                package.name,
+                spec.origin,
+                host.package
+            );
+        }
+        excluded.push(package.id.clone());
+    }
     let mut boundaries: Vec<Boundary> = Vec::new();
     let mut ids: Vec<PackageId> = Vec::new();
     if config.boundaries.is_empty() {
         // Nothing configured: the host package's own library if it has one (its exports are
-        // what the binary calls), otherwise the binary itself.
-        boundaries.push(package_boundary(host_package, &host.bin, true));
-        ids.push(host_package.id.clone());
+        // what the binary calls), otherwise the binary itself; and every library of the
+        // workspace that the host links, lowest first (a patch spans them in that order).
+        if !excluded.contains(&host_package.id) {
+            boundaries.push(package_boundary(host_package, &host.bin, true));
+            ids.push(host_package.id.clone());
+        }
+        for package in workspace_libraries_in_build_order(&metadata, &host_deps) {
+            if !excluded.contains(&package.id) {
+                boundaries.push(package_boundary(package, &host.bin, true));
+                ids.push(package.id.clone());
+            }
+        }
     }
     for spec in &config.boundaries {
         let package = resolve_boundary(&metadata, spec)?;
@@ -130,12 +150,20 @@ pub fn plan(selection: &Selection, options: &HotOptions, events: &crate::events:
                 host_package.manifest_path
             );
         }
+        if excluded.contains(&package.id) {
+            bail!("`{}` is both a boundary ({}) and excluded: remove it from one of the two", package.name, spec.origin);
+        }
         if boundaries.iter().any(|b| b.package == package.name.as_str()) {
             continue;
         }
         boundaries.push(package_boundary(package, &host.bin, false));
         ids.push(package.id.clone());
     }
+    // Configured boundaries patch in dependency order too.
+    let order = build_order(&metadata, &ids);
+    let mut paired: Vec<(Boundary, PackageId)> = boundaries.into_iter().zip(ids).collect();
+    paired.sort_by_key(|(_, id)| order.iter().position(|o| o == id).unwrap_or(usize::MAX));
+    let (mut boundaries, ids): (Vec<Boundary>, Vec<PackageId>) = paired.into_iter().unzip();
 
     for (index, id) in ids.iter().enumerate() {
         let deps = normal_dependencies(&metadata, id);
@@ -143,16 +171,14 @@ pub fn plan(selection: &Selection, options: &HotOptions, events: &crate::events:
             if other != index && deps.contains(other_id) {
                 let name = boundaries[index].package.clone();
                 boundaries[other].dependents.push(name);
+                let lower = boundaries[other].package.clone();
+                boundaries[index].depends_on.push(lower);
             }
         }
     }
 
-    let local_package_dirs = metadata
-        .packages
-        .iter()
-        .filter(|p| p.source.is_none() && host_deps_or_self(&host_deps, &host_package.id, &p.id))
-        .map(manifest_dir)
-        .collect();
+    let local_package_dirs =
+        metadata.packages.iter().filter(|p| p.source.is_none() && host_deps_or_self(&host_deps, &host_package.id, &p.id)).map(manifest_dir).collect();
 
     Ok(Plan {
         workspace_root,
@@ -224,17 +250,45 @@ fn package_boundary(package: &Package, bin: &str, by_default: bool) -> Boundary 
         Some(lib) => (lib.name.replace('-', "_"), BoundaryKind::Library),
         None => (bin.replace('-', "_"), BoundaryKind::Binary),
     };
-    Boundary { package: package.name.to_string(), crate_name, manifest_dir: manifest_dir(package), dependents: Vec::new(), kind, by_default }
+    Boundary {
+        package: package.name.to_string(),
+        crate_name,
+        manifest_dir: manifest_dir(package),
+        dependents: Vec::new(),
+        depends_on: Vec::new(),
+        kind,
+        by_default,
+    }
 }
 
 impl Plan {
-    /// After a build showed that the default boundary (the host's library) has no exports
-    /// while the binary has: the binary becomes the boundary.
+    /// The boundary chosen for the host's own package when nothing was configured (its
+    /// library, or its binary), if there is one.
+    pub fn host_package_default(&self) -> Option<usize> {
+        self.boundaries.iter().position(|b| b.by_default && b.package == self.host.package)
+    }
+
+    /// After a build showed that the default boundary of the host's package (its library)
+    /// has no exports while the binary has: the binary becomes that boundary.
     pub fn prefer_binary_boundary(&mut self) {
-        if let [boundary] = self.boundaries.as_mut_slice() {
-            if boundary.by_default && boundary.kind == BoundaryKind::Library {
+        if let Some(index) = self.host_package_default() {
+            let boundary = &mut self.boundaries[index];
+            if boundary.kind == BoundaryKind::Library {
                 boundary.kind = BoundaryKind::Binary;
                 boundary.crate_name = self.host.bin.replace('-', "_");
+            }
+        }
+    }
+
+    /// The host's binary crate by default, with no exports while other crates are hot: its
+    /// edits restart as any crate's outside the boundaries do.
+    pub fn drop_binary_boundary(&mut self) {
+        if let Some(index) = self.host_package_default() {
+            if self.boundaries[index].kind == BoundaryKind::Binary && self.boundaries.len() > 1 {
+                let dropped = self.boundaries.remove(index);
+                for boundary in &mut self.boundaries {
+                    boundary.dependents.retain(|d| *d != dropped.package);
+                }
             }
         }
     }
@@ -269,10 +323,7 @@ fn read_metadata(selection: &Selection) -> Result<Metadata> {
     }
     command.other_options(selection.feature_args());
     command.exec().map_err(|err| match err {
-        cargo_metadata::Error::CargoMetadata { stderr } => anyhow!(
-            "cargo could not read the workspace (fix the manifest it names):\n{}",
-            stderr.trim_end()
-        ),
+        cargo_metadata::Error::CargoMetadata { stderr } => anyhow!("cargo could not read the workspace (fix the manifest it names):\n{}", stderr.trim_end()),
         other => anyhow!("cannot run `cargo metadata`: {other}"),
     })
 }
@@ -348,15 +399,11 @@ fn resolve_boundary<'a>(metadata: &'a Metadata, spec: &BoundarySpec) -> Result<&
     let candidate = spec.base_dir.join(&spec.value);
     let looks_like_path = spec.value.contains('/') || spec.value.starts_with('.') || candidate.is_dir();
     if looks_like_path {
-        let dir = candidate.canonicalize().map_err(|_| {
-            anyhow!("the boundary `{}` ({}) is not a directory: {} does not exist", spec.value, spec.origin, candidate.display())
-        })?;
+        let dir = candidate
+            .canonicalize()
+            .map_err(|_| anyhow!("the boundary `{}` ({}) is not a directory: {} does not exist", spec.value, spec.origin, candidate.display()))?;
         let manifest = dir.join("Cargo.toml");
-        if let Some(package) = metadata
-            .packages
-            .iter()
-            .find(|p| p.manifest_path.as_std_path().canonicalize().ok().as_deref() == Some(manifest.as_path()))
-        {
+        if let Some(package) = metadata.packages.iter().find(|p| p.manifest_path.as_std_path().canonicalize().ok().as_deref() == Some(manifest.as_path())) {
             return Ok(package);
         }
         if candidate.is_dir() && !spec.value.contains('/') {
@@ -380,6 +427,31 @@ fn resolve_boundary<'a>(metadata: &'a Metadata, spec: &BoundarySpec) -> Result<&
             names(&locals)
         )
     })
+}
+
+/// The libraries of workspace members among `deps`, each after the ones it depends on.
+fn workspace_libraries_in_build_order<'a>(metadata: &'a Metadata, deps: &HashSet<PackageId>) -> Vec<&'a Package> {
+    let members: Vec<PackageId> =
+        metadata.workspace_packages().into_iter().filter(|p| deps.contains(&p.id) && p.targets.iter().any(is_library)).map(|p| p.id.clone()).collect();
+    build_order(metadata, &members).iter().filter_map(|id| metadata.packages.iter().find(|p| &p.id == id)).collect()
+}
+
+/// `ids` ordered so that each comes after those it depends on (ties by name, for a stable
+/// order).
+fn build_order(metadata: &Metadata, ids: &[PackageId]) -> Vec<PackageId> {
+    let deps: Vec<HashSet<PackageId>> = ids.iter().map(|id| normal_dependencies(metadata, id)).collect();
+    let name = |id: &PackageId| metadata.packages.iter().find(|p| &p.id == id).map(|p| p.name.to_string()).unwrap_or_default();
+    let mut order: Vec<PackageId> = Vec::new();
+    let mut left: Vec<usize> = (0..ids.len()).collect();
+    left.sort_by_key(|i| name(&ids[*i]));
+    while !left.is_empty() {
+        // The first whose dependencies among `ids` are all placed (a cycle cannot happen
+        // between libraries; should one, the rest keep their order).
+        let next = left.iter().position(|i| ids.iter().enumerate().all(|(j, other)| j == *i || !deps[*i].contains(other) || order.contains(other)));
+        let index = left.remove(next.unwrap_or(0));
+        order.push(ids[index].clone());
+    }
+    order
 }
 
 /// Every package the host links: its normal dependencies, transitively.

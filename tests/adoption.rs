@@ -55,16 +55,36 @@ fn the_binary_s_own_modules_are_hot_main_restarts_and_cargo_s_env_reaches_the_pr
     assert_ne!(run.pid(), pid);
 }
 
-/// A workspace whose exports live in a library of the host, with no configuration at all: that
-/// library is the boundary, and cargo hot says so.
+/// A workspace with no configuration at all: every library of the workspace the server uses is
+/// hot (the one with the exports and the one it builds on), and cargo hot says so.
 #[test]
-fn with_nothing_configured_the_one_library_with_exports_is_hot() {
+fn with_nothing_configured_every_library_the_server_uses_is_hot() {
     let fixture = Fixture::copy("axum-app");
     fixture.edit("Cargo.toml", "[workspace.metadata.hot]\nboundary = \"crates/handlers\"\n", "");
     let run = HotRun::start(&fixture, &[]);
     let pid = run.pid();
-    assert!(run.log().contains("hot boundary `handlers` (the one crate of `server` with #[hot::export] functions"), "{}", run.log());
+    assert!(run.log().contains("hot crates `shared`, `handlers` (every library of the workspace the server uses"), "{}", run.log());
     fixture.edit("crates/handlers/src/lib.rs", "hello from v1", "hello from v2");
     run.wait_for_response("/", WAIT, |b| b.contains("hello from v2"));
     assert_eq!(run.pid(), pid, "a patch, not a restart:\n{}", run.log());
+
+    // The lower library, which the handlers call, patches too.
+    let mark = run.log().len();
+    fixture.edit("crates/shared/src/lib.rs", "\"shared-v1\"", "\"shared-v2\"");
+    run.wait_for_response("/version", WAIT, |b| b.contains("shared-v2"));
+    run.wait_for_log("patched `shared`", mark, WAIT);
+    assert_eq!(run.pid(), pid, "a patch of `shared`, not a restart:\n{}", &run.log()[mark..]);
+
+    // A field added to the state the host holds: no code of `shared` reads it yet, so nothing
+    // that runs meets the new layout; the handler that uses it does, and the host built the
+    // value with the old one: that restarts, naming the type.
+    let mark = run.log().len();
+    fixture.edit("crates/shared/src/lib.rs", "    pub hits: AtomicU64,\n", "    pub hits: AtomicU64,\n    pub misses: AtomicU64,\n");
+    run.wait_for_log("patched `shared`", mark, WAIT);
+    let mark = run.log().len();
+    fixture.edit("crates/handlers/src/lib.rs", "let hits = state.hits", "let _ = state.misses.load(Ordering::SeqCst);\n    let hits = state.hits");
+    let log = run.wait_for_log("restarted (pid", mark, WAIT);
+    assert!(log[mark..].contains("the layout of `shared::AppState` changed"), "{}", &log[mark..]);
+    run.wait_for_response("/", WAIT, |b| b.starts_with("hello from v2 (hits=1)"));
+    assert_ne!(run.pid(), pid, "a new process, with the edits");
 }

@@ -1,4 +1,4 @@
-//! test-fixtures/two-boundaries: two boundaries (`jobs` depends on `api`) and every
+//! test-fixtures/two-boundaries: two boundaries (`jobs` depends on `api`, and both patch) and every
 //! configuration key in use (restart, ignore, watch, env-file). `cargo hot explain` on real
 //! dep-info, then the same decisions made by a running `cargo hot run`.
 
@@ -19,7 +19,7 @@ fn explain_says_what_each_change_does_and_why() {
     std::fs::write(fixture.path("debug.log"), "log").unwrap();
     let paths = [
         ("crates/jobs/src/lib.rs", "patch", "compiled only by the boundary `jobs`"),
-        ("crates/api/src/lib.rs", "restart", "which the boundary `jobs` depends on"),
+        ("crates/api/src/lib.rs", "patch", "compiled only by the boundary `api`"),
         ("crates/server/src/main.rs", "restart", "server"),
         ("Cargo.toml", "restart", "a manifest changed"),
         ("crates/api/Cargo.toml", "restart", "a manifest changed"),
@@ -50,7 +50,16 @@ fn explain_says_what_each_change_does_and_why() {
 
     // With no path: the tree and the rules.
     let summary = explain(&fixture, &[]);
-    for expected in ["host: `server`", "  api: 1 file in crates/api", "`jobs` depends on it", "  jobs: 1 file in crates/jobs", "restart: `templates/**`", "watch: `migrations`", "ignore: `**/*.md`", "env-file dev.env"] {
+    for expected in [
+        "host: `server`",
+        "  api: 1 file in crates/api",
+        "a patch of it compiles `jobs` again only where",
+        "  jobs: 1 file in crates/jobs",
+        "restart: `templates/**`",
+        "watch: `migrations`",
+        "ignore: `**/*.md`",
+        "env-file dev.env",
+    ] {
         assert!(summary.contains(expected), "summary lacks {expected:?}:\n{summary}");
     }
 }
@@ -74,12 +83,18 @@ fn two_boundaries_and_configured_files_while_running() {
     run.wait_for_log("README.md changed → ignored", mark, WAIT);
     assert_eq!(run.pid(), pid);
 
-    // An edit of the boundary `jobs` depends on restarts, with the reason.
+    // An edit of the boundary `jobs` depends on patches too: the function `jobs` calls
+    // directly is redirected to the new code.
     let mark = run.log().len();
     fixture.edit("crates/api/src/lib.rs", "helper v1", "helper v2");
     run.wait_for_response("/jobs", WAIT, |b| b == "jobs v2 + helper v2");
-    let log = run.wait_for_log("restarted", mark, WAIT);
-    assert!(log[mark..].contains("which the boundary `jobs` depends on"), "{log}");
+    let log = run.wait_for_log("patched `api`", mark, WAIT);
+    assert!(log[mark..].contains("`api::helper` redirected"), "{log}");
+    assert_eq!(run.pid(), pid);
+    // A restart key, then the same program for the rest.
+    let mark = run.log().len();
+    fixture.edit("crates/api/Cargo.toml", "edition = \"2021\"", "edition = \"2021\"\n# edited");
+    run.wait_for_log("restarted", mark, WAIT);
     let second = run.pid();
     assert_ne!(second, pid);
 

@@ -6,9 +6,9 @@ mod support;
 
 use std::path::Path;
 
+use cargo_hot::abi::Rejection;
 use cargo_hot::abi::{self, HostImage};
 use cargo_hot::build::{self, BoundaryUnit, BuildOutcome};
-use cargo_hot::abi::Rejection;
 use cargo_hot::cli::Selection;
 use cargo_hot::events::Events;
 use cargo_hot::{metadata, patch};
@@ -30,7 +30,7 @@ impl Bench<'_> {
     fn judge(&mut self, original: &str, edit: impl Fn(&str) -> String) -> Result<abi::Approved, abi::Rejection> {
         std::fs::write(self.fixture.path(HANDLERS), edit(original)).unwrap();
         let dirs = patch::CompileDirs::of(&self.unit, self.work.path());
-        let compiled = patch::compile(&self.unit, Path::new(support::CARGO_HOT), &dirs).unwrap();
+        let compiled = patch::compile(&self.unit, Path::new(support::CARGO_HOT), &dirs, patch::Flags::LineTables, &[]).unwrap();
         assert!(compiled.success, "the edited boundary must compile:\n{}", compiled.rendered());
         self.count += 1;
         let output = self.work.path().join(format!("patch-{}.so", self.count));
@@ -38,7 +38,7 @@ impl Bench<'_> {
         let homes = patch::bind::Homes::default();
         let objects = dirs.objects(&self.unit).read().unwrap();
         patch::link(objects, &self.linker, &self.work.path().join("objects"), &output, &homes).unwrap().unwrap();
-        abi::check_file(&self.image, "handlers", &output).unwrap()
+        abi::check_file(&self.image, &["handlers".to_string()], &output).unwrap()
     }
 }
 
@@ -78,10 +78,7 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     // A body edit using dependency APIs the host never called: approved, all five switch.
     let approved = bench
         .judge(&original, |s| {
-            s.replace(
-                "format!(\"hello from v1 (hits={hits})\")",
-                "serde_json::to_string_pretty(&serde_json::json!({ \"hits\": hits })).unwrap()",
-            )
+            s.replace("format!(\"hello from v1 (hits={hits})\")", "serde_json::to_string_pretty(&serde_json::json!({ \"hits\": hits })).unwrap()")
         })
         .unwrap();
     assert_eq!(approved.exports.len(), 5);
@@ -90,14 +87,13 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     let host_size = std::fs::metadata(&host.executable).unwrap().len();
     assert!(patch_size * 20 < host_size, "a thin patch carries only the boundary: {patch_size} bytes vs host {host_size}");
     let patch_symbols = abi::elf::read(&patch).unwrap();
-    assert!(
-        patch_symbols.undefined.iter().any(|(name, _)| name.contains("10serde_json")),
-        "dependency code stays in the host and is resolved at load time"
-    );
+    assert!(patch_symbols.undefined.iter().any(|(name, _)| name.contains("10serde_json")), "dependency code stays in the host and is resolved at load time");
 
     // A changed signature.
     let rejection = bench
-        .judge(&original, |s| s.replace("pub async fn slow(millis: u64) -> String {", "pub async fn slow(millis: u32) -> String {\n    let millis = u64::from(millis);"))
+        .judge(&original, |s| {
+            s.replace("pub async fn slow(millis: u64) -> String {", "pub async fn slow(millis: u32) -> String {\n    let millis = u64::from(millis);")
+        })
         .unwrap_err();
     assert_eq!(rejection, Rejection::SignatureChanged { export: "handlers::slow".into() });
 
@@ -106,9 +102,7 @@ fn gate_approves_body_edits_and_refuses_incompatible_patches() {
     assert!(!approved.exports.iter().any(|e| e.contains("added")), "{approved:?}");
 
     // A removed export (the function stays, without #[hot::export]).
-    let rejection = bench
-        .judge(&original, |s| s.replace("#[hot::export]\npub fn version()", "pub fn version()"))
-        .unwrap_err();
+    let rejection = bench.judge(&original, |s| s.replace("#[hot::export]\npub fn version()", "pub fn version()")).unwrap_err();
     assert_eq!(rejection, Rejection::ExportRemoved { export: "handlers::version".into() });
 
     // A symbol the running program does not contain.

@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_hot::patch::reach::{analyse, Analysis, CanRedirect, NotRedirected, Outside, Unreached};
+use std::collections::BTreeSet;
+
+use cargo_hot::codediff::Code;
+use cargo_hot::patch::reach::{analyse, Analysis, CanRedirect, NotRedirected, Outside, Scope, Unreached};
 use cargo_hot::patch::ObjectFile;
 
 /// What an edit of the binary changed, by where the changed code runs.
@@ -81,7 +84,20 @@ fn analysis_with(base: &str, edit: impl Fn(&str) -> String, can_redirect: &CanRe
     let old = objects(dir.path(), "old", base);
     let new = objects(dir.path(), "new", &edit(base));
     let outside = Outside { has_main: true, ..Outside::default() };
-    analyse(&old, &new, &outside, can_redirect, &|_| false).unwrap()
+    // One hot crate, the binary itself: the whole program is the running code.
+    let old_parts = [(0, old.as_slice())];
+    let running = Code::read_parts(&old_parts).unwrap();
+    let span = BTreeSet::from([0]);
+    let scope = Scope {
+        running: &running,
+        span: &span,
+        span_crates: &["probe".to_string()],
+        outside: &outside,
+        can_redirect,
+        body_changed: &|_| false,
+        crate_of_item: &|item| item.starts_with("probe::").then_some(0),
+    };
+    analyse(&old_parts, &[(0, new.as_slice())], &scope).unwrap()
 }
 
 fn compare(edit: impl Fn(&str) -> String) -> Changes {

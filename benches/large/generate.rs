@@ -1,28 +1,26 @@
 //! The generated large workspace of `cargo bench --bench edit_to_response -- --large`: a
 //! backend with the dependencies real ones have (axum, tower-http, sqlx without a database at
 //! build time, reqwest, serde, tracing, chrono, uuid, clap, argon2, ...: well over 100
-//! crates.io crates), a boundary `api` with `ROUTES` routes, a shared `model` crate and a
-//! host `server` that builds its state from all of them.
+//! crates.io crates), a crate `api` with `ROUTES` routes, a shared `model` crate and a host
+//! `server` that builds its state from all of them. No cargo hot configuration: `api` and
+//! `model` are both hot.
 
 use std::path::Path;
 
 /// Routes in the boundary's router.
 pub const ROUTES: usize = 120;
-/// The file a patch edit changes, and the one a restart edit changes.
+/// The files the bench edits: a handler (a patch of `api`), a `const` of `model` that `api`
+/// compiles in (a patch of `model` that compiles `api` again), the host's own route (a restart).
 pub const API: &str = "crates/api/src/lib.rs";
 pub const MODEL: &str = "crates/model/src/lib.rs";
+pub const SERVER: &str = "crates/server/src/main.rs";
 
 /// Writes the workspace under `root` (idempotent: files whose content is unchanged are not
 /// rewritten, so cargo's build of an earlier run stays fresh).
 pub fn write(root: &Path, runtime: &Path) {
     let runtime = format!("{:?}", runtime.display().to_string());
     let files = [
-        (
-            "Cargo.toml".to_string(),
-            "[workspace]\nresolver = \"2\"\nmembers = [\"crates/server\", \"crates/api\", \"crates/model\"]\n\n\
-             [workspace.metadata.hot]\nboundary = \"crates/api\"\n"
-                .to_string(),
-        ),
+        ("Cargo.toml".to_string(), "[workspace]\nresolver = \"2\"\nmembers = [\"crates/server\", \"crates/api\", \"crates/model\"]\n".to_string()),
         (
             "crates/model/Cargo.toml".to_string(),
             package(
@@ -98,7 +96,7 @@ fn package(name: &str, dependencies: &str) -> String {
     format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{dependencies}")
 }
 
-const MODEL_SOURCE: &str = r#"//! Types and state shared by the host and the boundary: an edit here restarts.
+const MODEL_SOURCE: &str = r#"//! Types and state shared by the host and `api`.
 
 use std::sync::atomic::AtomicU64;
 
@@ -156,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(model::AppState { hits: Default::default(), pool, http: reqwest::Client::new() });
     let app = axum::Router::new()
         .route("/pid", axum::routing::get(|| async { std::process::id().to_string() }))
+        .route("/host", axum::routing::get(|| async { "host v1" }))
         .fallback_service(hot::axum::router(move || api::router(state.clone())));
     let listener = hot::listener(("127.0.0.1", args.port))?;
     let listener = tokio::net::TcpListener::from_std(listener)?;

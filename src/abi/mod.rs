@@ -59,7 +59,8 @@ impl HostImage {
         self.symbols.exports.keys().filter(move |key| belongs_to(key, crate_name))
     }
 
-    fn defines(&self, name: &str) -> bool {
+    /// Whether the running program (or a library it loads) defines `name`.
+    pub fn defines(&self, name: &str) -> bool {
         self.symbols.defined.contains(name) || self.library_symbols.contains(name)
     }
 }
@@ -84,22 +85,40 @@ pub struct Approved {
 #[serde(tag = "rejection", rename_all = "kebab-case")]
 pub enum Rejection {
     /// The running program has no export of this crate: nothing could be switched.
-    NoExports { crate_name: String },
-    SignatureChanged { export: String },
-    NewExport { export: String },
-    ExportRemoved { export: String },
+    NoExports {
+        crate_name: String,
+    },
+    SignatureChanged {
+        export: String,
+    },
+    NewExport {
+        export: String,
+    },
+    ExportRemoved {
+        export: String,
+    },
     /// The size or alignment of an argument or of the result changed.
-    LayoutChanged { export: String },
+    LayoutChanged {
+        export: String,
+    },
     /// A symbol the new code needs is not in the running program (`more`: how many others).
-    MissingSymbol { symbol: String, more: usize, unchecked_libraries: Vec<String> },
+    MissingSymbol {
+        symbol: String,
+        more: usize,
+        unchecked_libraries: Vec<String>,
+    },
 }
 
-/// Checks 1-3 for the patch of `crate_name` at `patch`.
-pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<Approved, Rejection> {
-    let host_exports: Vec<&String> = host.exports_of(crate_name).collect();
-    let patch_exports: Vec<&String> = patch.exports.keys().filter(|k| belongs_to(k, crate_name)).collect();
-    if host_exports.is_empty() {
-        return Err(Rejection::NoExports { crate_name: crate_name.to_string() });
+/// Checks 1-3 for the patch of `crates` (the edited crate first, then any other it spans) at
+/// `patch`. A crate without exports of its own is reached through other crates' (its changed
+/// functions are redirected: see `patch::reach`); a program without any has nothing a patch
+/// could switch.
+pub fn check(host: &HostImage, crates: &[String], patch: &ElfSymbols) -> Result<Approved, Rejection> {
+    let of_crates = |key: &&String| crates.iter().any(|c| belongs_to(key, c));
+    let host_exports: Vec<&String> = host.symbols.exports.keys().filter(of_crates).collect();
+    let patch_exports: Vec<&String> = patch.exports.keys().filter(of_crates).collect();
+    if host.symbols.exports.is_empty() {
+        return Err(Rejection::NoExports { crate_name: crates.first().cloned().unwrap_or_default() });
     }
     // A new export has no slot in the running program, and no compiled code of it calls
     // the export (it did not exist): only the new code does, which calls its own copy. It is
@@ -126,12 +145,7 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
             return Err(Rejection::LayoutChanged { export: export_path(key).to_string() });
         }
     }
-    let missing: Vec<&str> = patch
-        .undefined
-        .iter()
-        .filter(|(name, weak)| !weak && !host.defines(name))
-        .map(|(name, _)| name.as_str())
-        .collect();
+    let missing: Vec<&str> = patch.undefined.iter().filter(|(name, weak)| !weak && !host.defines(name)).map(|(name, _)| name.as_str()).collect();
     if let Some(first) = missing.first() {
         return Err(Rejection::MissingSymbol {
             symbol: format!("{:#}", rustc_demangle::demangle(first)),
@@ -143,9 +157,9 @@ pub fn check(host: &HostImage, crate_name: &str, patch: &ElfSymbols) -> Result<A
 }
 
 /// Reads the patch and runs [`check`].
-pub fn check_file(host: &HostImage, crate_name: &str, patch: &Path) -> Result<Result<Approved, Rejection>> {
+pub fn check_file(host: &HostImage, crates: &[String], patch: &Path) -> Result<Result<Approved, Rejection>> {
     let symbols = elf::read(patch)?;
-    Ok(check(host, crate_name, &symbols))
+    Ok(check(host, crates, &symbols))
 }
 
 #[cfg(test)]
@@ -181,33 +195,48 @@ mod tests {
     fn same_exports_and_resolvable_symbols_pass() {
         let host = host(&[("h::a::h1", L), ("other::x::h9", L)], &["_ZN5tokio4time5sleep17h1E"]);
         let p = patch(&[("h::a::h1", L)], &[("_ZN5tokio4time5sleep17h1E", false), ("malloc", false), ("__gmon_start__", true)]);
-        assert_eq!(check(&host, "h", &p), Ok(Approved { exports: vec!["h::a::h1".into()] }));
+        assert_eq!(check(&host, &h(), &p), Ok(Approved { exports: vec!["h::a::h1".into()] }));
     }
 
     #[test]
     fn changed_added_and_removed_exports_are_named() {
         let host = host(&[("h::a::h1", L), ("h::b::h2", L)], &[]);
-        let changed = check(&host, "h", &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
+        let changed = check(&host, &h(), &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
         assert_eq!(changed, Rejection::SignatureChanged { export: "h::a".into() });
-        let added = check(&host, "h", &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[]));
+        let added = check(&host, &h(), &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[]));
         assert_eq!(added, Ok(Approved { exports: vec!["h::a::h1".into(), "h::b::h2".into()] }), "a new export is patched, not switched");
-        let removed = check(&host, "h", &patch(&[("h::a::h1", L)], &[])).unwrap_err();
+        let removed = check(&host, &h(), &patch(&[("h::a::h1", L)], &[])).unwrap_err();
         assert_eq!(removed, Rejection::ExportRemoved { export: "h::b".into() });
     }
 
     #[test]
     fn layout_change_and_missing_symbol_are_rejected() {
         let host = host(&[("h::a::h1", L)], &[]);
-        let layout = check(&host, "h", &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[])).unwrap_err();
+        let layout = check(&host, &h(), &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[])).unwrap_err();
         assert_eq!(layout, Rejection::LayoutChanged { export: "h::a".into() });
-        let missing = check(&host, "h", &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)])).unwrap_err();
+        let missing = check(&host, &h(), &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)])).unwrap_err();
         assert!(matches!(missing, Rejection::MissingSymbol { ref symbol, more: 0, .. } if symbol == "serde_json::to"), "{missing:?}");
+    }
+
+    fn h() -> Vec<String> {
+        vec!["h".to_string()]
     }
 
     #[test]
     fn a_host_without_exports_cannot_be_patched() {
-        let err = check(&host(&[("other::a::h1", L)], &[]), "h", &patch(&[], &[])).unwrap_err();
+        let err = check(&host(&[], &[]), &h(), &patch(&[], &[])).unwrap_err();
         assert_eq!(err, Rejection::NoExports { crate_name: "h".into() });
+    }
+
+    #[test]
+    fn a_crate_without_exports_patches_beside_one_that_has_them() {
+        // `store` has none: its changed functions are redirected; `web`'s are checked.
+        let host = host(&[("web::a::h1", L)], &[]);
+        let crates = vec!["store".to_string(), "web".to_string()];
+        assert_eq!(check(&host, &crates[..1], &patch(&[], &[])), Ok(Approved { exports: vec![] }));
+        let removed = check(&host, &crates, &patch(&[], &[])).unwrap_err();
+        assert_eq!(removed, Rejection::ExportRemoved { export: "web::a".into() });
+        assert_eq!(check(&host, &crates, &patch(&[("web::a::h1", L)], &[])), Ok(Approved { exports: vec!["web::a::h1".into()] }));
     }
 
     #[test]

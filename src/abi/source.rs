@@ -51,6 +51,14 @@ pub struct DeclaredStatics {
 }
 
 impl DeclaredStatics {
+    /// Adds another crate's declarations (a patch that spans crates binds the statics of each).
+    pub fn merge(&mut self, other: &DeclaredStatics) {
+        self.in_modules.extend(other.in_modules.iter().cloned());
+        self.in_functions.extend(other.in_functions.iter().cloned());
+        self.functions.extend(other.functions.iter().cloned());
+        self.in_named_modules.extend(other.in_named_modules.iter().cloned());
+    }
+
     /// Whether the static whose demangled path is `path` (`web::SERVED`,
     /// `web::tick::CALLS`, `web::CALLS_HERE::{{constant}}::{{closure}}::VAL`) was declared by
     /// the source: the first segment naming a declared static, in the right place.
@@ -147,14 +155,21 @@ pub struct CrateSource {
     pub surface: super::surface::Surface,
     /// What of the source could change a layout (see `layout::skeleton`).
     pub skeleton: crate::layout::skeleton::Skeleton,
+    /// What its users compile in (see `inlined`).
+    pub inlined: crate::inlined::Inlined,
     pub snapshot: SourceSnapshot,
 }
 
 impl CrateSource {
     /// Reads every Rust file of the crate (as listed by its dep-info).
     pub fn read(files: &[PathBuf]) -> Result<Self> {
-        let mut source =
-            CrateSource { definitions: TypeDefinitions::default(), surface: Default::default(), skeleton: Default::default(), snapshot: SourceSnapshot::default() };
+        let mut source = CrateSource {
+            definitions: TypeDefinitions::default(),
+            surface: Default::default(),
+            skeleton: Default::default(),
+            inlined: Default::default(),
+            snapshot: SourceSnapshot::default(),
+        };
         for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             source.snapshot.0.insert(file.clone(), content_digest(&bytes));
@@ -162,6 +177,7 @@ impl CrateSource {
             source.definitions.add_syntax(&syntax, file);
             source.surface.add_syntax(&syntax, file);
             source.skeleton.add_syntax(&syntax, file);
+            source.inlined.add_syntax(&syntax, file);
         }
         Ok(source)
     }
@@ -178,8 +194,7 @@ impl TypeDefinitions {
         if syntax.items.iter().any(is_decline) {
             self.2.insert(file.to_path_buf());
         }
-        let mut collector =
-            Collector { file: file.to_path_buf(), modules: vec![ModuleScope::default()], out: &mut self.0, declared: &mut self.1 };
+        let mut collector = Collector { file: file.to_path_buf(), modules: vec![ModuleScope::default()], out: &mut self.0, declared: &mut self.1 };
         collector.visit_file(syntax);
         collector.close_module();
     }
@@ -291,7 +306,9 @@ fn describe((file, module, kind, name, _): &Key) -> String {
         // Items grouped per scope have no name of their own: name the scope.
         (true, true) => format!("{kind} of {file}"),
         (true, false) => format!("{kind} of the module `{module}` ({file})"),
-        (false, _) if *kind == STATIC_IMPORTS => format!("{kind} in `{}{name}` ({file})", if module.is_empty() { String::new() } else { format!("{module}::") }),
+        (false, _) if *kind == STATIC_IMPORTS => {
+            format!("{kind} in `{}{name}` ({file})", if module.is_empty() { String::new() } else { format!("{module}::") })
+        }
         (false, true) => format!("{kind} `{name}` ({file})"),
         (false, false) => format!("{kind} `{module}::{name}` ({file})"),
     }
@@ -662,11 +679,15 @@ mod tests {
 
     #[test]
     fn imports_of_scopes_with_statics_count_only_under_v0_mangling() {
-        let base = "use crate::a::Entry;\nstatic C: Mutex<Vec<Entry>> = Mutex::new(Vec::new());\nfn f() { use crate::a::Item; static D: Vec<Item> = Vec::new(); }";
+        let base =
+            "use crate::a::Entry;\nstatic C: Mutex<Vec<Entry>> = Mutex::new(Vec::new());\nfn f() { use crate::a::Item; static D: Vec<Item> = Vec::new(); }";
         let repointed = defs(&base.replace("use crate::a::Entry", "use crate::b::Entry"));
         assert_eq!(loaded(base).first_difference(&repointed), None, "legacy mangling: the static's name changes instead");
         let strict = loaded(base).with_static_imports(true);
-        assert!(strict.first_difference(&repointed).unwrap().contains("`use` and `const` items beside statics of lib.rs changed, which can change a static's type"));
+        assert!(strict
+            .first_difference(&repointed)
+            .unwrap()
+            .contains("`use` and `const` items beside statics of lib.rs changed, which can change a static's type"));
         let in_body = defs(&base.replace("use crate::a::Item", "use crate::b::Item"));
         assert!(strict.first_difference(&in_body).is_some());
         assert_eq!(strict.first_difference(&defs(base)), None);

@@ -9,11 +9,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::build::{BoundaryUnit, HostBuild, UnitObjects};
+use crate::build::{HostBuild, UnitObjects};
 use crate::codediff::Code;
 use crate::metadata::Plan;
-use crate::patch::reach::{self, Outside};
-use crate::patch::ObjectSource;
+use crate::patch::reach;
 
 /// What an edit of one function's body would do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +22,9 @@ pub enum Verdict {
     /// The host (or a vtable made before the patch) reaches it directly: its running copies
     /// are redirected to the new code.
     Redirect,
+    /// Patched, compiling these other hot crates again with it (they hold a copy of it, or
+    /// create the future of an `async fn`: see `span`).
+    Spans(Vec<String>),
     /// Restarts, and why.
     Restart(String),
 }
@@ -34,51 +36,62 @@ pub struct FunctionVerdict {
     pub verdict: Verdict,
 }
 
-/// The functions `file` defines (read with `syn`), each judged against the boundary's compiled
-/// code and what the rest of the host refers to.
-pub fn of_file(file: &Path, unit: &BoundaryUnit, build: &HostBuild, plan: &Plan) -> Result<Vec<FunctionVerdict>> {
+/// The functions `file` defines (read with `syn`), each judged against the compiled code of
+/// the whole program as built: the hot crates' code as one program (calls between them are
+/// edges), and what the code outside them refers to. `index` is the file's crate.
+pub fn of_file(file: &Path, index: usize, build: &HostBuild, plan: &Plan) -> Result<Vec<FunctionVerdict>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let syntax = syn::parse_file(&text).with_context(|| format!("cannot parse {}", file.display()))?;
     let functions = source_functions(&syntax);
-    let (source, has_main) = match &unit.objects {
-        UnitObjects::Rlib(rlib) => (ObjectSource::Rlib(rlib.clone()), false),
-        UnitObjects::Binary { baseline } => (ObjectSource::Dir(baseline.clone()), true),
-    };
-    let objects = source.read()?;
-    let code = Code::read(&objects)?;
-    let defined: HashSet<String> = code.function_names().map(str::to_string).collect();
-    let outside =
-        if has_main { Outside::default() } else { Outside::read(&unit.boundary.crate_name, &defined, &crate::host::other_objects(unit, build, plan)?)? };
+    let unit = &build.boundaries[index];
+    let has_main = matches!(unit.objects, UnitObjects::Binary { .. });
+    let objects: Vec<Vec<crate::patch::ObjectFile>> = build.boundaries.iter().map(|u| crate::host::unit_objects(u).read()).collect::<Result<_>>()?;
+    let parts: Vec<(usize, &[crate::patch::ObjectFile])> = objects.iter().enumerate().map(|(i, o)| (i, o.as_slice())).collect();
+    let code = Code::read_parts(&parts)?;
+    let defined: HashSet<String> = crate::codediff::SymbolNames::read(&objects[index])?.functions;
+    let outside = crate::host::read_outside(build, &build.boundaries, plan)?;
     // As a patch is judged: what the host's code (and `main`) reaches without going through
-    // an export, and what the exports reach.
-    let references: Vec<&str> = outside.references.iter().map(String::as_str).filter(|n| code.defines(n)).collect();
-    let mut roots = code.nodes_of(&references);
-    if has_main {
-        roots.extend(code.main_nodes());
-    }
-    let from_outside: HashSet<String> = code.reachable(&roots, true);
-    let through_exports: HashSet<String> = code.reachable(code.entries(), false);
+    // an export, and what the exports reach, across the hot crates.
+    let reach::Reached { from_exports: through_exports, from_outside, .. } = reach::reached(&code, &outside);
     let module = crate::abi::source::module_of_file(file);
+    let package = |i: usize| build.boundaries[i].boundary.package.clone();
     Ok(functions
         .into_iter()
         .map(|function| {
-            let symbols: Vec<&String> = defined.iter().filter(|s| names(&reach::item_path(s), &function.path, module.as_deref())).collect();
-            let copies: Vec<&(String, String)> = outside.copies.iter().filter(|(item, _)| names(item, &function.path, module.as_deref())).collect();
+            let matches = |item: &str| names(item, &function.path, module.as_deref());
+            let symbols: Vec<&String> = defined.iter().filter(|s| matches(&reach::item_path(s))).collect();
+            let copies: Vec<&(String, String)> = outside.copies.iter().filter(|(item, _)| matches(item)).collect();
+            // Other hot crates that hold a copy of it, or call it: a patch compiles them again
+            // when it changes (a copy), or when it is `async` (they create its future).
+            let mut spans: Vec<String> = code
+                .functions_with_owners()
+                .filter(|(name, owners)| owners.iter().any(|o| *o != index) && matches(&reach::item_path(name)))
+                .flat_map(|(_, owners)| owners.into_iter().filter(|o| *o != index))
+                .map(package)
+                .collect();
+            if function.is_async {
+                for node in symbols.iter().flat_map(|s| code.nodes_of(&[s.as_str()])) {
+                    spans.extend(code.referrers(node).iter().map(|r| code.owner(*r)).filter(|o| *o != index).map(package));
+                }
+            }
+            spans.sort();
+            spans.dedup();
+            let by_outside = symbols.iter().any(|s| from_outside.contains(*s));
             let verdict = if function.is_export {
                 // Its body is the export's entry, which the patch switches; what the host
                 // calls is the unchanged wrapper that reads the slot.
                 Verdict::Patch
             } else if let Some((_, owner)) = copies.first() {
-                Verdict::Restart(format!("`{owner}` compiled its own copy of this generic or `#[inline]` function"))
-            } else if symbols.iter().any(|s| from_outside.contains(*s)) && !symbols.iter().any(|s| through_exports.contains(*s)) {
+                Verdict::Restart(format!("`{owner}` compiled its own copy of this generic or `#[inline]` function, and is not hot"))
+            } else if by_outside && !symbols.iter().any(|s| through_exports.contains(*s)) {
                 let who = if has_main { "start-up code (`main`)" } else { "the host's own code" };
                 Verdict::Restart(format!("only {who} reaches it, not an export"))
-            } else if symbols.iter().any(|s| from_outside.contains(*s)) {
-                if function.is_async {
-                    Verdict::Restart("the host reaches it too, and an `async fn` cannot be redirected".to_string())
-                } else {
-                    Verdict::Redirect
-                }
+            } else if by_outside && function.is_async {
+                Verdict::Restart("the host reaches it too, and an `async fn` cannot be redirected".to_string())
+            } else if !spans.is_empty() {
+                Verdict::Spans(spans)
+            } else if by_outside {
+                Verdict::Redirect
             } else {
                 Verdict::Patch
             };

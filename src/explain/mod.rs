@@ -57,8 +57,10 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
 
 /// Under a patched file, one line per function: how an edit of its body would take effect.
 fn per_function(file: &Path, build: &build::HostBuild, index: usize, plan: &Plan) -> String {
-    let Some(unit) = build.boundaries.get(index) else { return String::new() };
-    match functions::of_file(file, unit, build, plan) {
+    if index >= build.boundaries.len() {
+        return String::new();
+    }
+    match functions::of_file(file, index, build, plan) {
         Ok(verdicts) => verdicts.iter().map(|v| format!("  {}: {}\n", v.name, words::function_verdict(&v.verdict))).collect(),
         Err(err) => format!("  (its functions cannot be told apart: {err:#})\n"),
     }
@@ -68,9 +70,7 @@ fn per_function(file: &Path, build: &build::HostBuild, index: usize, plan: &Plan
 fn decision(tree: &DependencyTree, kinds: &[BoundaryKind], path: &Path) -> (Action, String) {
     let decision = tree.classify(path);
     let (word, note) = match decision.action {
-        Action::Patch(index) if kinds.get(index) == Some(&BoundaryKind::Binary) => {
-            ("patch", "; an edit to code only start-up runs, such as `main`, restarts")
-        }
+        Action::Patch(index) if kinds.get(index) == Some(&BoundaryKind::Binary) => ("patch", "; an edit to code only start-up runs, such as `main`, restarts"),
         Action::Patch(_) => ("patch", ""),
         Action::Restart => ("restart", ""),
         Action::Ignore => ("ignored", ""),
@@ -145,13 +145,13 @@ fn summary(plan: &Plan, tree: &DependencyTree) -> String {
             (BoundaryKind::Library, true) if boundary.package == plan.host.package => {
                 format!("{} (the package's library: {chosen})", files.package)
             }
-            (BoundaryKind::Library, true) => format!("{} (the one crate of `{}` with #[hot::export] functions: {chosen})", files.package, plan.host.bin),
+            (BoundaryKind::Library, true) => format!("{} (a library of the workspace that `{}` uses: {chosen})", files.package, plan.host.bin),
             (BoundaryKind::Library, false) => files.package.clone(),
         };
         let dependents = if boundary.dependents.is_empty() {
             String::new()
         } else {
-            format!("; `{}` depends on it, so its edits restart", boundary.dependents.join("`, `"))
+            format!("; a patch of it compiles `{}` again only where they hold or create its changed code", boundary.dependents.join("`, `"))
         };
         out.push_str(&format!("  {name}: {} in {}{dependents}\n", count(files.files.len()), show(&boundary.manifest_dir)));
     }

@@ -213,6 +213,31 @@ pub fn check(running: &TypeFacts, changed: &[String], redirected: &[String]) -> 
     Ok(())
 }
 
+/// Why new layouts cannot meet the running program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incompatible {
+    /// A redirected function's compiled signature changed (its linkage name, was, now).
+    Signature { function: String, was: String, now: String },
+    /// A static's compiled type changed (its path, was, now).
+    Static { path: String, was: String, now: String },
+    /// A changed layout whose old values can meet the new code.
+    Held(HeldLayout),
+}
+
+/// Judges the `new` layouts of a crate's types against the `running` ones: the types whose
+/// layout changed, when no old value of them can meet the new code.
+pub fn judge(running: &TypeFacts, new: &TypeFacts, redirected: &[String]) -> Result<Vec<String>, Incompatible> {
+    if let Some((function, was, now)) = changed_signature(running, new, redirected) {
+        return Err(Incompatible::Signature { function, was, now });
+    }
+    if let Some((path, was, now)) = changed_static(running, new) {
+        return Err(Incompatible::Static { path, was, now });
+    }
+    let changed = changed_layouts(running, new);
+    check(running, &changed, redirected).map_err(Incompatible::Held)?;
+    Ok(changed)
+}
+
 /// The first redirected function (linkage name) whose compiled signature differs between
 /// the running program and the new code, with both: an old caller would pass arguments the
 /// new body reads as other types.

@@ -15,10 +15,10 @@ use anyhow::{bail, Context, Result};
 use object::read::archive::ArchiveFile;
 
 use crate::build::{BoundaryUnit, UnitObjects};
-use std::os::unix::process::CommandExt;
 use crate::events::Diagnostic;
 use crate::linker::{self, LinkRecord};
 use bind::{Bound, Homes, Unbindable};
+use std::os::unix::process::CommandExt;
 
 /// One object file of a patch: rustc's name for it and its contents.
 #[derive(Clone)]
@@ -107,7 +107,7 @@ impl Compiled {
 /// directories for that unit, kept across sessions. cargo's files are never written (its next
 /// build finds its own rlib and cache as it left them), and the patch's incremental cache
 /// matches the patch's flags, so rustc reuses it from the second compile on (see
-/// [`Warmup`]).
+/// `warmup`).
 #[derive(Debug, Clone)]
 pub struct CompileDirs {
     pub out: PathBuf,
@@ -216,11 +216,21 @@ fn patch_codegen_option(option: &str, dirs: &CompileDirs, line_tables: bool) -> 
 /// its rlib. The binary's would link the whole executable: it runs with `tool` (cargo-hot) as
 /// the linker in patch mode, which puts the crate's own object files in
 /// `dirs.binary_objects` and links nothing.
-fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool) -> Result<std::process::Command> {
+///
+/// `newer`: the hot crates it depends on whose newest compile is a patch's (see `span`).
+pub(crate) fn compile_command(
+    unit: &BoundaryUnit,
+    tool: &Path,
+    dirs: &CompileDirs,
+    flags: Flags,
+    newer: &[crate::span::Newer],
+) -> Result<std::process::Command> {
+    let line_tables = flags == Flags::LineTables;
     std::fs::create_dir_all(&dirs.out).with_context(|| format!("cannot create {}", dirs.out.display()))?;
     let binary = matches!(unit.objects, UnitObjects::Binary { .. });
-    let mut args = patch_args(&unit.invocation.args, dirs, line_tables && !binary);
-    if !line_tables && !binary {
+    let args = crate::span::with_newer_crates(&unit.invocation.args, newer);
+    let mut args = patch_args(&args, dirs, line_tables && !binary);
+    if flags == Flags::FullDebug && !binary {
         args = with_full_debug_info(args);
     }
     if binary {
@@ -237,9 +247,21 @@ fn command(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bo
     Ok(command)
 }
 
+/// The debug info a compile of a library asks for (a patch of the binary always keeps cargo's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flags {
+    /// A patch's: line tables only (see [`patch_args`]).
+    LineTables,
+    /// The types' compile: full debug info in the objects (see [`start_types_compile`]).
+    FullDebug,
+    /// cargo's own, for a crate whose running code is compared with cargo's objects (its
+    /// warm-up could not give a baseline: see `warmup`).
+    Cargo,
+}
+
 /// Compiles a patch of `unit`. Diagnostics are collected, not printed.
-pub fn compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiled> {
-    Ok(start_compile(unit, tool, dirs)?.finish())
+pub fn compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, flags: Flags, newer: &[crate::span::Newer]) -> Result<Compiled> {
+    Ok(start(unit, tool, dirs, flags, newer)?.finish())
 }
 
 /// A patch compile in progress: the caller can check the edit's types meanwhile and abandon
@@ -253,8 +275,8 @@ pub struct Compiling {
     _registered: crate::signals::Registered,
 }
 
-pub fn start_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiling> {
-    start(unit, tool, dirs, true)
+pub fn start_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, flags: Flags, newer: &[crate::span::Newer]) -> Result<Compiling> {
+    start(unit, tool, dirs, flags, newer)
 }
 
 /// Compiles a library boundary as the patch is compiled but with full debug info, in its own
@@ -262,13 +284,13 @@ pub fn start_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Re
 /// types is what a patch's layouts are proven from (`layout`). Only an edit that could change
 /// a layout pays for it (see `layout::skeleton`); a patch of the binary has full debug info
 /// already.
-pub fn start_types_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs) -> Result<Compiling> {
-    start(unit, tool, &dirs.for_types(), false)
+pub fn start_types_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, newer: &[crate::span::Newer]) -> Result<Compiling> {
+    start(unit, tool, &dirs.for_types(), Flags::FullDebug, newer)
 }
 
-fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, line_tables: bool) -> Result<Compiling> {
+fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, flags: Flags, newer: &[crate::span::Newer]) -> Result<Compiling> {
     let started = Instant::now();
-    let mut command = command(unit, tool, dirs, line_tables)?;
+    let mut command = compile_command(unit, tool, dirs, flags, newer)?;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let registered = crate::signals::register_build(child.id());
@@ -293,12 +315,12 @@ impl Compiling {
             Ok(output) => output,
             Err(err) => {
                 let message = format!("cannot wait for rustc: {err}");
-                let diagnostic = Diagnostic { level: "error".into(), rendered: format!("{message}\n"), message, crate_name, file: None, line: None, column: None };
+                let diagnostic =
+                    Diagnostic { level: "error".into(), rendered: format!("{message}\n"), message, crate_name, file: None, line: None, column: None };
                 return Compiled { duration: started.elapsed(), diagnostics: vec![diagnostic], success: false };
             }
         };
-        let diagnostics =
-            String::from_utf8_lossy(&output.stderr).lines().filter_map(|line| rustc_diagnostic(line, &cwd, crate_name.as_deref())).collect();
+        let diagnostics = String::from_utf8_lossy(&output.stderr).lines().filter_map(|line| rustc_diagnostic(line, &cwd, crate_name.as_deref())).collect();
         Compiled { duration: started.elapsed(), diagnostics, success: output.status.success() }
     }
 
@@ -307,95 +329,6 @@ impl Compiling {
 }
 
 impl Drop for Compiling {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A compile of the unchanged boundary right after a full build, at low priority, so that
-/// the patch's own incremental cache is ready when the first edit comes: without it the first
-/// patch of a session pays a whole compile of the crate (on the example 560-670 ms against
-/// 150 ms). A patch waits for it to end; dropping it kills it.
-///
-/// Its objects are also what the running program's code is compared with (see
-/// [`reach`]): at `-C opt-level=0` debug info changes the machine code (variables are kept
-/// in stack slots), so cargo's own objects, with full debug info, are no baseline for a patch
-/// compiled with line tables.
-pub struct Warmup {
-    child: Option<std::process::Child>,
-    /// The boundary's sources as the warm-up started.
-    sources: crate::abi::SourceSnapshot,
-    dep_info: PathBuf,
-}
-
-impl Warmup {
-    pub fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf]) -> Result<Warmup> {
-        let sources = crate::abi::SourceSnapshot::of_files(files);
-        // Its dep-info says when it has read the sources: the previous compile's must not.
-        let dep_info = dirs.dep_info(unit);
-        let _ = std::fs::remove_file(&dep_info);
-        let mut command = command(unit, tool, dirs, true)?;
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        crate::sys::at_low_priority(&mut command);
-        let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-        Ok(Warmup { child: Some(child), sources, dep_info })
-    }
-
-    /// Compiles the unchanged library boundary with full debug info in the directories of
-    /// [`start_types_compile`], only when the machine is idle: the first edit that could
-    /// change a layout then finds that cache warm too. An edit that needs those directories
-    /// drops it first (which kills it if it is still running).
-    ///
-    /// When the host has no debug info of its types, its objects are also the baseline the
-    /// first such edit's layouts are compared with.
-    pub fn start_types(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf]) -> Result<Warmup> {
-        let dirs = dirs.for_types();
-        let sources = crate::abi::SourceSnapshot::of_files(files);
-        let dep_info = dirs.dep_info(unit);
-        let _ = std::fs::remove_file(&dep_info);
-        let mut command = command(unit, tool, &dirs, false)?;
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-        crate::sys::at_idle_priority(&mut command);
-        let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
-        Ok(Warmup { child: Some(child), sources, dep_info })
-    }
-
-    /// Waits until rustc has read the sources (its dep-info is written right after macro
-    /// expansion, once every file is loaded), it has ended, or `deadline` has passed.
-    pub fn wait_until_sources_read(&mut self, deadline: Instant) {
-        while !self.dep_info.exists() && Instant::now() < deadline {
-            match self.child.as_mut().map(|child| child.try_wait()) {
-                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(2)),
-                _ => return,
-            }
-        }
-    }
-
-    /// Waits until the warm-up has ended (at once if it has). Ok when it compiled the sources
-    /// the program was built from: every file edited since it started was written after
-    /// rustc had read the sources (its dep-info is written once they are all read).
-    pub fn wait(mut self) -> Result<(), String> {
-        let Some(mut child) = self.child.take() else { return Err("the warm-up compile did not run".to_string()) };
-        match child.wait() {
-            Ok(status) if status.success() => {}
-            Ok(status) => return Err(format!("the compile of the unchanged boundary failed ({status})")),
-            Err(err) => return Err(format!("cannot wait for the compile of the unchanged boundary: {err}")),
-        }
-        let read_at = std::fs::metadata(&self.dep_info).and_then(|m| m.modified()).map_err(|err| format!("cannot read {}: {err}", self.dep_info.display()))?;
-        for path in self.sources.changed_files() {
-            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            if written.is_none_or(|written| written <= read_at) {
-                return Err(format!("{} changed while the unchanged boundary was being compiled", path.display()));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Warmup {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -444,7 +377,10 @@ pub struct Linked {
 pub enum PatchLinker {
     Lld(PathBuf),
     /// The host's own driver and its linker-selection flags (statics cannot be bound).
-    Driver { driver: String, flags: Vec<String> },
+    Driver {
+        driver: String,
+        flags: Vec<String>,
+    },
 }
 
 impl PatchLinker {
@@ -489,9 +425,8 @@ pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, out
             // --eh-frame-hdr: without PT_GNU_EH_FRAME the unwinder cannot find the patch's
             // unwind tables, and a panic in patched code would abort the whole server.
             // (cc passes it to the linker itself.)
-            let mut args: Vec<String> = ["-flavor", "gnu", "-shared", "-Bsymbolic", "--eh-frame-hdr", "-z", "now", "-z", "noexecstack"]
-                .map(String::from)
-                .to_vec();
+            let mut args: Vec<String> =
+                ["-flavor", "gnu", "-shared", "-Bsymbolic", "--eh-frame-hdr", "-z", "now", "-z", "noexecstack"].map(String::from).to_vec();
             args.extend(["-o".to_string(), output.display().to_string()]);
             (lld.display().to_string(), args)
         }
@@ -562,9 +497,22 @@ mod tests {
     #[test]
     fn a_patch_compiles_into_its_own_directories_with_line_tables() {
         let dirs = CompileDirs { out: "/s/out".into(), incremental: "/s/inc".into(), binary_objects: "/s/bin".into() };
-        let args: Vec<String> = ["--crate-name", "web", "--emit=dep-info,metadata,link", "-C", "debuginfo=2", "-C", "metadata=7f88", "--out-dir", "/t/debug/deps", "-C", "incremental=/t/debug/incremental", "-Copt-level=0"]
-            .map(String::from)
-            .to_vec();
+        let args: Vec<String> = [
+            "--crate-name",
+            "web",
+            "--emit=dep-info,metadata,link",
+            "-C",
+            "debuginfo=2",
+            "-C",
+            "metadata=7f88",
+            "--out-dir",
+            "/t/debug/deps",
+            "-C",
+            "incremental=/t/debug/incremental",
+            "-Copt-level=0",
+        ]
+        .map(String::from)
+        .to_vec();
         let patched = patch_args(&args, &dirs, true).join(" ");
         assert_eq!(
             patched,

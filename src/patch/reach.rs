@@ -28,33 +28,33 @@ use crate::codediff::{self, Code, FunctionDiff, Node, SymbolNames};
 
 use super::ObjectFile;
 
-/// How code outside the boundary reaches it, read from the other objects of the host's link.
+/// How code outside the hot crates reaches them, read from the other objects of the host's
+/// link (the host crate's own, and workspace crates that are not hot).
 #[derive(Debug, Clone, Default)]
 pub struct Outside {
-    /// Boundary symbols (mangled) that code outside the boundary refers to.
+    /// Symbols (mangled) that code outside the hot crates refers to.
     pub references: HashSet<String>,
-    /// Boundary functions compiled into other crates (generic instances, `#[inline]`
+    /// Functions of hot crates compiled into other crates (generic instances, `#[inline]`
     /// copies): readable path of the item → the crate that holds a copy.
     pub copies: Vec<(String, String)>,
-    /// The boundary is the binary: `main` and what it reaches is start-up code.
+    /// The binary is hot: `main` and what it reaches is start-up code.
     pub has_main: bool,
 }
 
 impl Outside {
-    /// Reads `objects` (the host crate's and other workspace crates', with each one's crate
-    /// name) for references to and copies of `crate_name`'s code, whose own objects define the
-    /// functions `defined`.
-    pub fn read(crate_name: &str, defined: &HashSet<String>, objects: &[(String, Vec<ObjectFile>)]) -> Result<Self> {
+    /// Reads `objects` (with each one's crate name) for references to and copies of the code
+    /// of `crates`, whose own objects define the functions `defined`.
+    pub fn read(crates: &[String], defined: &HashSet<String>, objects: &[(String, Vec<ObjectFile>)]) -> Result<Self> {
         let mut outside = Outside::default();
         for (owner, files) in objects {
             let names = SymbolNames::read(files)?;
             outside.references.extend(names.undefined);
             for name in &names.functions {
-                if defined.contains(name) {
+                if defined.contains(name) || !crates.iter().any(|c| name.contains(c.as_str())) {
                     continue;
                 }
                 let item = item_path(name);
-                if belongs_to(&item, crate_name) {
+                if crates.iter().any(|c| belongs_to(&item, c)) {
                     outside.copies.push((item, owner.clone()));
                 }
             }
@@ -77,6 +77,8 @@ pub enum Unreached {
     CompiledInto { crate_name: String },
     /// The host read a constant or static whose value changed.
     ValueReadByHost,
+    /// A `const`, `const fn` or macro that code outside the hot crates has compiled in.
+    ValueCompiledInto { crate_name: String },
     /// It must be redirected, and cannot be: why.
     NotRedirectable { why: String },
 }
@@ -99,6 +101,10 @@ pub struct Analysis {
     /// Redirected functions that start-up also ran (the binary is the boundary): start-up
     /// ran their old version.
     pub also_run_at_start_up: Vec<String>,
+    /// Hot crates outside the patch whose code must be compiled again for the change to take
+    /// effect (they hold a copy of it, or create what changed): with them in the patch, the
+    /// analysis is run again (see `span`).
+    pub needs: BTreeSet<usize>,
 }
 
 /// Why a function is not redirected.
@@ -117,46 +123,83 @@ pub enum NotRedirected {
 /// running program's copy of it, the source's surface).
 pub type CanRedirect<'a> = dyn Fn(&str) -> Result<(), NotRedirected> + 'a;
 
-/// Compares `new` with `old` (the code the running program runs) and decides how each change
-/// takes effect. `body_changed` tells, from the source, whether the item of a copy another
-/// crate compiled changed: the boundary may have no compiled copy of it to compare.
-pub fn analyse(
-    old: &[ObjectFile],
-    new: &[ObjectFile],
-    outside: &Outside,
-    can_redirect: &CanRedirect,
-    body_changed: &dyn Fn(&str) -> bool,
-) -> Result<Analysis> {
-    let old = Code::read(old)?;
-    let new = Code::read(new)?;
-    let diff = codediff::diff(&old, &new);
+/// What an analysis judges the two compiles against.
+pub struct Scope<'a> {
+    /// The code the running program runs of every hot crate, as one program (see
+    /// [`Code::read_parts`]; each part is a crate's index): calls between crates are edges.
+    pub running: &'a Code<'a>,
+    /// The crates the patch compiles, and their crate names.
+    pub span: &'a BTreeSet<usize>,
+    pub span_crates: &'a [String],
+    pub outside: &'a Outside,
+    pub can_redirect: &'a CanRedirect<'a>,
+    /// From the source: whether the body of an item of the span changed (a copy another crate
+    /// compiled may have nothing to compare).
+    pub body_changed: &'a dyn Fn(&str) -> bool,
+    /// The crate of the span an item path belongs to.
+    pub crate_of_item: &'a dyn Fn(&str) -> Option<usize>,
+}
+
+/// What the running program reaches of its hot crates: from the exports (across crates), and
+/// from code outside them (the host's own, `main` when the binary is hot) without going
+/// through an export; and the sections outside code refers to directly.
+pub struct Reached {
+    pub from_exports: HashSet<String>,
+    pub from_outside: HashSet<String>,
+    pub roots: HashSet<Node>,
+}
+
+pub fn reached(running: &Code, outside: &Outside) -> Reached {
+    let from_exports = running.reachable(running.entries(), false);
+    let references: Vec<&str> = outside.references.iter().map(String::as_str).filter(|n| running.defines(n)).collect();
+    let mut roots = running.nodes_of(&references);
+    if outside.has_main {
+        roots.extend(running.main_nodes());
+    }
+    let from_outside = running.reachable(&roots, true);
+    Reached { from_exports, from_outside, roots: roots.into_iter().collect() }
+}
+
+/// Compares `new` with `old` (the code the running program runs of the crates the patch
+/// compiles) and decides how each change takes effect in the running program (`scope`).
+pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], scope: &Scope) -> Result<Analysis> {
+    let old_code = Code::read_parts(old)?;
+    let new = Code::read_parts(new)?;
+    let diff = codediff::diff(&old_code, &new);
+    let running = scope.running;
+    let (outside, can_redirect) = (scope.outside, scope.can_redirect);
     let mut analysis = Analysis::default();
     let mut stale: BTreeSet<(String, Unreached)> = BTreeSet::new();
 
     // Values the host read: a changed read-only static it refers to by name.
     for name in &outside.references {
-        if old.is_data(name) && new.is_data(name) && old.data_fingerprint(name) != new.data_fingerprint(name) {
+        if old_code.is_data(name) && new.is_data(name) && old_code.data_fingerprint(name) != new.data_fingerprint(name) {
             stale.insert((readable(name), Unreached::ValueReadByHost));
         }
     }
     // Copies other crates compiled: a changed item of which the host holds its own copy.
     let changed_items: HashSet<String> = diff.changed.iter().map(|n| item_path(n)).collect();
+    let changed = |item: &str| changed_items.contains(item) || (scope.body_changed)(item);
     for (item, owner) in &outside.copies {
-        if changed_items.contains(item) || body_changed(item) {
+        if (scope.crate_of_item)(item).is_some() && changed(item) {
             stale.insert((item.clone(), Unreached::CompiledInto { crate_name: owner.clone() }));
+        }
+    }
+    // ... and copies a hot crate outside the patch compiled: that crate joins it.
+    for (name, owners) in running.functions_with_owners() {
+        if !owners.iter().any(|o| !scope.span.contains(o)) || !scope.span_crates.iter().any(|c| name.contains(c.as_str())) {
+            continue;
+        }
+        let item = item_path(name);
+        if let Some(of) = (scope.crate_of_item)(&item) {
+            if changed(&item) {
+                analysis.needs.extend(owners.iter().filter(|o| !scope.span.contains(o) && **o != of));
+            }
         }
     }
 
     if !diff.changed.is_empty() {
-        let from_exports = old.reachable(old.entries(), false);
-        let references: Vec<&str> = outside.references.iter().map(String::as_str).filter(|n| old.defines(n)).collect();
-        let mut roots = old.nodes_of(&references);
-        if outside.has_main {
-            roots.extend(old.main_nodes());
-        }
-        let from_outside = old.reachable(&roots, true);
-        let root_nodes: HashSet<Node> = roots.iter().copied().collect();
-
+        let Reached { from_exports, from_outside, roots: root_nodes } = reached(running, outside);
         let mut redirect: BTreeSet<String> = BTreeSet::new();
         let mut seen: HashSet<Node> = HashSet::new();
         let mut queue: VecDeque<Node> = VecDeque::new();
@@ -174,7 +217,7 @@ pub fn analyse(
                     }
                 }
                 // Its creators must run new code instead.
-                Err(NotRedirected::ThroughCreators) => queue.extend(old.nodes_of(&[name.as_str()])),
+                Err(NotRedirected::ThroughCreators) => queue.extend(running.nodes_of(&[name.as_str()])),
                 Err(NotRedirected::Cannot(why)) => {
                     stale.insert((readable(name), Unreached::NotRedirectable { why }));
                 }
@@ -183,22 +226,27 @@ pub fn analyse(
         // Up from each function that takes effect through its creators, through what refers to
         // it (its callers, the vtables that hold it and the code that builds them), to
         // functions that are redirected, or to export entries, which the patch switches. A
-        // creator that cannot be redirected would keep creating the old one: restart.
+        // creator that cannot be redirected would keep creating the old one: restart. A
+        // creator in a hot crate the patch does not compile must be compiled: it joins.
         while let Some(node) = queue.pop_front() {
             if !seen.insert(node) {
                 continue;
             }
-            let function = old.function_at(node).map(str::to_string);
+            let function = running.function_at(node).map(str::to_string);
             if root_nodes.contains(&node) {
-                let name = function.clone().unwrap_or_else(|| old.globals_at(node).first().map(|n| n.to_string()).unwrap_or_default());
+                let name = function.clone().unwrap_or_else(|| running.globals_at(node).first().map(|n| n.to_string()).unwrap_or_default());
                 stale.insert((readable(&name), Unreached::CalledByHost));
                 continue;
             }
-            for referrer in old.referrers(node) {
-                if old.is_entry(*referrer) || seen.contains(referrer) {
+            for referrer in running.referrers(node) {
+                if running.is_entry(*referrer) || seen.contains(referrer) {
                     continue;
                 }
-                let Some(caller) = old.function_at(*referrer) else {
+                if !scope.span.contains(&running.owner(*referrer)) {
+                    analysis.needs.insert(running.owner(*referrer));
+                    continue;
+                }
+                let Some(caller) = running.function_at(*referrer) else {
                     queue.push_back(*referrer); // data: a vtable, a table of function pointers
                     continue;
                 };
@@ -279,7 +327,7 @@ fn strip_generic_arguments(path: &str) -> String {
 
 /// Whether a demangled item path is code of `crate_name`: its own path, or a method of an
 /// impl for one of its types (`<web::Store as core::ops::Drop>::drop`).
-fn belongs_to(item: &str, crate_name: &str) -> bool {
+pub fn belongs_to(item: &str, crate_name: &str) -> bool {
     let own = |path: &str| path.strip_prefix(crate_name).is_some_and(|rest| rest.starts_with("::"));
     own(item) || item.strip_prefix('<').is_some_and(own)
 }

@@ -59,8 +59,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let interactive = options.format == ui::Format::Human && options.bars;
     // Keys only on a terminal, in the terminal format; the guard restores the terminal.
     let keys = if interactive { crate::keys::start(sender.clone()) } else { None };
-    let outcome = Session::new(args, restart_only, events.clone(), ui.output(), sender, wake, keys.is_some(), interactive)
-        .and_then(|mut session| session.run());
+    let outcome =
+        Session::new(args, restart_only, events.clone(), ui.output(), sender, wake, keys.is_some(), interactive).and_then(|mut session| session.run());
     let code = match outcome {
         Ok(code) => code,
         Err(err) => {
@@ -347,8 +347,7 @@ impl Session {
         for (index, state) in host.boundaries.iter().enumerate() {
             let Some(diagnostics) = &state.compile_failed else { continue };
             let dir = &state.unit.boundary.manifest_dir;
-            let retry: Vec<PathBuf> =
-                paths.iter().filter(|p| p.starts_with(dir) && (is_rust_source(p) || named_in(p, diagnostics))).cloned().collect();
+            let retry: Vec<PathBuf> = paths.iter().filter(|p| p.starts_with(dir) && (is_rust_source(p) || named_in(p, diagnostics))).cloned().collect();
             if !retry.is_empty() {
                 return Some(classify::Plan::Patch { boundaries: vec![index], paths: retry });
             }
@@ -417,6 +416,15 @@ impl Session {
     /// Says which crate was chosen as the boundary when none is configured (once, and again
     /// if the choice changes).
     fn announce_default_boundary(&mut self) {
+        if let [.., top] = self.plan.boundaries.as_slice() {
+            let crates: Vec<String> = self.plan.boundaries.iter().map(|b| b.package.clone()).collect();
+            let key = crates.join(",");
+            if crates.len() > 1 && top.by_default && self.restart_only.is_none() && self.announced_boundary.as_deref() != Some(key.as_str()) {
+                self.events.emit(Event::BoundaryChosen { boundary: top.package.clone(), choice: BoundaryChoice::Workspace { crates } });
+                self.announced_boundary = Some(key);
+                return;
+            }
+        }
         let [boundary] = self.plan.boundaries.as_slice() else { return };
         if !boundary.by_default || self.restart_only.is_some() || self.announced_boundary.as_deref() == Some(boundary.package.as_str()) {
             return;

@@ -5,8 +5,8 @@ use std::fmt;
 use std::path::Path;
 
 use crate::abi::Rejection;
-use crate::layout::Place;
 use crate::events::*;
+use crate::layout::Place;
 use crate::rules::RestartFile;
 
 /// How a line is shown.
@@ -59,7 +59,9 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
             } else if boundaries.is_empty() {
                 Line::new(
                     Info,
-                    format!("running `{host}` (no boundary is configured: the hot crate is chosen after the build); watching {watched_directories} directories"),
+                    format!(
+                        "running `{host}` (no boundary is configured: the hot crate is chosen after the build); watching {watched_directories} directories"
+                    ),
                 )
             } else {
                 let names: Vec<String> = boundaries.iter().map(|b| format!("`{b}`")).collect();
@@ -86,6 +88,15 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
                 BoundaryChoice::PackageLibrary => "the package's library".to_string(),
                 BoundaryChoice::Binary => "the binary's own crate".to_string(),
                 BoundaryChoice::OnlyLibraryWithExports { host } => format!("the one crate of `{host}` with #[hot::export] functions"),
+                BoundaryChoice::Workspace { crates } => {
+                    return vec![Line::new(
+                        Info,
+                        format!(
+                            "hot crates `{}` (every library of the workspace the server uses; `exclude = [\"crate\"]` under [workspace.metadata.hot] keeps one restarting, `boundary` names the only ones)",
+                            crates.join("`, `")
+                        ),
+                    )];
+                }
             };
             vec![Line::new(Info, format!("hot boundary `{boundary}` ({why}; set `boundary` under [package.metadata.hot] to choose another)"))]
         }
@@ -118,10 +129,9 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
         Event::BuildFinished { .. } => vec![],
         Event::Command { command } => vec![Line::new(Info, format!("$ {command}"))],
         Event::Patched(patched) => patched_lines(patched),
-        Event::CompileFailed { boundary } => vec![Line::new(
-            Error,
-            format!("error: `{boundary}` does not compile; the program keeps running the last good code. Fix the error and save again"),
-        )],
+        Event::CompileFailed { boundary } => {
+            vec![Line::new(Error, format!("error: `{boundary}` does not compile; the program keeps running the last good code. Fix the error and save again"))]
+        }
         Event::Raced { boundary } => vec![Line::new(Info, format!("`{boundary}` changed while compiling; waiting for that change"))],
         Event::PatchRejected { boundary, refusal } => {
             vec![Line::new(Warning, format!("warning: cannot patch `{boundary}`: {refusal} → restart"))]
@@ -181,8 +191,15 @@ fn stale_words(stale: &crate::patch::reach::Stale) -> String {
     let function = &stale.function;
     match &stale.why {
         Unreached::StartUp => format!("`{function}` changed, and only start-up code or the host's own code reaches it, not a #[hot::export] function"),
-        Unreached::CalledByHost => format!("`{function}` changed, and the host calls it directly; it cannot be redirected (a closure, an async body or an `async fn`)"),
-        Unreached::CompiledInto { crate_name } => format!("`{function}` changed, and `{crate_name}` runs its own compiled copy of it (a generic or #[inline] function)"),
+        Unreached::CalledByHost => {
+            format!("`{function}` changed, and the host calls it directly; it cannot be redirected (a closure, an async body or an `async fn`)")
+        }
+        Unreached::CompiledInto { crate_name } => {
+            format!("`{function}` changed, and `{crate_name}` runs its own compiled copy of it (a generic or #[inline] function)")
+        }
+        Unreached::ValueCompiledInto { crate_name } => {
+            format!("the value of `{function}` changed, and `{crate_name}`, which is not hot, has it compiled in (a `const`, a `const fn` or a macro)")
+        }
         Unreached::ValueReadByHost => format!("the value of `{function}` changed, and the host reads it directly"),
         Unreached::NotRedirectable { why } => format!("`{function}` changed and its running copy cannot jump to the new code: {why}"),
     }
@@ -196,8 +213,7 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
         (0, t) => format!(" · {} kept", plural(t, "thread-local reference")),
         (s, t) => format!(" · {} and {} kept", plural(s, "static reference"), plural(t, "thread-local reference")),
     };
-    let done: Vec<String> =
-        patched.rebuilt.iter().filter(|r| r.error.is_none() && r.kind != "hook").map(|r| format!("{} ({})", r.kind, r.name)).collect();
+    let done: Vec<String> = patched.rebuilt.iter().filter(|r| r.error.is_none() && r.kind != "hook").map(|r| format!("{} ({})", r.kind, r.name)).collect();
     let rebuilt = if done.is_empty() { String::new() } else { format!(" · rebuilt {}", done.join(", ")) };
     let redirected = match patched.redirected.as_slice() {
         [] => String::new(),
@@ -209,13 +225,22 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
         [one] => format!(" · new layout of `{one}` (no old value is held)"),
         [first, rest @ ..] => format!(" · new layouts of `{first}` and {} more (no old value is held)", rest.len()),
     };
+    // A patch that spans crates says what each one cost.
+    let compile = match patched.crates.as_slice() {
+        [] | [_] => duration(patched.compile_ms),
+        crates => format!(
+            "{}: {}",
+            duration(patched.compile_ms),
+            crates.iter().map(|c| format!("{} {}", c.package, duration(c.compile_ms))).collect::<Vec<_>>().join(", ")
+        ),
+    };
     let mut lines = vec![Line::new(
         Style::Success,
         format!(
             "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{redirected}{layouts}{kept}{rebuilt} · pid {} kept",
             patched.boundary,
             duration(patched.total_ms),
-            duration(patched.compile_ms),
+            compile,
             duration(patched.link_ms),
             duration(patched.check_ms),
             duration(patched.load_ms),
@@ -240,7 +265,10 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
         if let Some(error) = &item.error {
             lines.push(Line::new(
                 Style::Warning,
-                format!("warning: the {} created at {} was not rebuilt: {error}. The previous one keeps running; the next patch tries again", item.kind, item.name),
+                format!(
+                    "warning: the {} created at {} was not rebuilt: {error}. The previous one keeps running; the next patch tries again",
+                    item.kind, item.name
+                ),
             ));
         }
         if let Some(warning) = &item.warning {
@@ -292,10 +320,6 @@ impl fmt::Display for Why {
                 RestartFile::CargoConfig => "cargo's configuration changed",
             }),
             Why::OnlyBoundary { boundary } => write!(f, "compiled only by the boundary `{boundary}`"),
-            Why::DependedOn { boundary, dependent } => write!(
-                f,
-                "compiled by the boundary `{boundary}`, which the boundary `{dependent}` depends on: its compiled code calls the old functions directly"
-            ),
             Why::Declines { boundary } => write!(f, "it says `hot::decline!()`: edits to it always restart (`{boundary}`)"),
             Why::DeclinedVersion { boundary } => write!(f, "the version the program runs says `hot::decline!()` (`{boundary}`)"),
             Why::TwoBoundaries { first, second } => write!(f, "compiled by two boundaries, `{first}` and `{second}`"),
@@ -361,6 +385,9 @@ impl fmt::Display for Refusal {
                 let more = if changes.len() > 1 { format!(" (and {} more)", changes.len() - 1) } else { String::new() };
                 write!(f, "{first}{more}, so a patch would leave the old code answering")
             }
+            Refusal::SpanEdited { crate_name, boundary, why } => {
+                write!(f, "the patch of `{boundary}` must compile `{crate_name}` again with it, and {why}")
+            }
             Refusal::PackedDebugInfo => {
                 f.write_str("a patch of the binary cannot be built with `split-debuginfo = \"packed\"` (use \"unpacked\" or \"off\" in the dev profile)")
             }
@@ -374,10 +401,9 @@ impl fmt::Display for Refusal {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rejection::NoExports { crate_name } => write!(
-                f,
-                "the running program has no #[hot::export] functions from `{crate_name}`, so nothing can be switched to new code"
-            ),
+            Rejection::NoExports { crate_name } => {
+                write!(f, "the running program has no #[hot::export] functions from `{crate_name}`, so nothing can be switched to new code")
+            }
             Rejection::SignatureChanged { export } => write!(f, "the signature of `{export}` changed"),
             Rejection::NewExport { export } => write!(f, "`{export}` is a new export"),
             Rejection::ExportRemoved { export } => write!(f, "the export `{export}` was removed"),
@@ -442,6 +468,7 @@ pub fn function_verdict(verdict: &crate::explain::functions::Verdict) -> String 
     match verdict {
         Verdict::Patch => "patch".to_string(),
         Verdict::Redirect => "patch (the host reaches it too: its running copies are redirected)".to_string(),
+        Verdict::Spans(crates) => format!("patch, compiling `{}` again with it (its own copy of it, or its callers' futures)", crates.join("`, `")),
         Verdict::Restart(why) => format!("restart ({why})"),
     }
 }

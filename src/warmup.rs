@@ -1,0 +1,268 @@
+//! Warm-up compiles: each hot crate compiled unchanged right after a full build, so that the
+//! patch's own incremental cache is ready when the first edit comes (without it the first
+//! patch of a session pays a whole compile of the crate: on the example 560-670 ms against
+//! 150 ms), and so that a library's patches have a baseline to be compared with (see
+//! `patch::reach`: at `-C opt-level=0` debug info changes the machine code, so cargo's own
+//! objects, with full debug info, are no baseline for a patch compiled with line tables).
+//!
+//! A workspace has several hot crates and the machine two cores: the warm-ups run **one at a
+//! time**, in a queue, at low priority (the types' compiles, with full debug info, only when
+//! the machine is idle), so that they never compete with the program starting or with each
+//! other. A patch that needs a crate's warm-up still queued runs it at once itself, at normal
+//! priority; dropping a warm-up cancels it, or kills it if it is running.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::build::BoundaryUnit;
+use crate::patch::CompileDirs;
+
+/// Why a warm-up gave no baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unwarmed {
+    /// The crate was edited before rustc read its sources: what it compiled is not what the
+    /// program runs (the crate's patches are then compared with cargo's own objects, compiled
+    /// with cargo's flags: see `patch::Flags::Cargo`).
+    Edited(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for Unwarmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unwarmed::Edited(why) | Unwarmed::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One crate's warm-up compile.
+pub struct Warmup {
+    shared: Arc<Shared>,
+    /// The crate's sources when the warm-up was queued (as the program was built).
+    sources: crate::abi::SourceSnapshot,
+    /// Written by rustc once it has read every source file.
+    dep_info: PathBuf,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+enum State {
+    Queued {
+        command: Box<Command>,
+        priority: Priority,
+    },
+    /// Taken from the queue, about to be spawned.
+    #[default]
+    Starting,
+    Running {
+        pid: u32,
+    },
+    Ended(Result<ExitStatus, String>),
+    Cancelled,
+}
+
+/// How a queued warm-up runs when the queue reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// `nice 10`: the patch compiles' caches.
+    Low,
+    /// Only when the machine is otherwise idle: the types' compiles.
+    Idle,
+}
+
+/// The queue of a build's warm-ups, run one at a time by a thread of its own.
+pub struct Queue {
+    pending: Arc<Mutex<VecDeque<Arc<Shared>>>>,
+    wake: Arc<Condvar>,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Queue {
+    pub fn new() -> Self {
+        let pending: Arc<Mutex<VecDeque<Arc<Shared>>>> = Arc::default();
+        let wake: Arc<Condvar> = Arc::default();
+        let (queue, signal) = (pending.clone(), wake.clone());
+        let _ = std::thread::Builder::new().name("hot-warm-up".into()).spawn(move || run_queue(&queue, &signal));
+        Queue { pending, wake }
+    }
+
+    /// Queues the compile of `unit` with the patch's flags (`line_tables`) or with full debug
+    /// info in `dirs` (see `patch::start_types_compile`).
+    pub fn push(&self, unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf], priority: Priority) -> Result<Warmup> {
+        let line_tables = priority == Priority::Low;
+        let dirs = if line_tables { dirs.clone() } else { dirs.for_types() };
+        let sources = crate::abi::SourceSnapshot::of_files(files);
+        // Its dep-info says when it has read the sources: the previous compile's must not.
+        let dep_info = dirs.dep_info(unit);
+        let _ = std::fs::remove_file(&dep_info);
+        let flags = if line_tables { crate::patch::Flags::LineTables } else { crate::patch::Flags::FullDebug };
+        let mut command = crate::patch::compile_command(unit, tool, &dirs, flags, &[])?;
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        let shared = Arc::new(Shared { state: Mutex::new(State::Queued { command: Box::new(command), priority }), changed: Condvar::new() });
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(shared.clone());
+        self.wake.notify_all();
+        Ok(Warmup { shared, sources, dep_info })
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // The thread ends once the queue is empty and no one holds it.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.wake.notify_all();
+    }
+}
+
+fn run_queue(pending: &Arc<Mutex<VecDeque<Arc<Shared>>>>, wake: &Condvar) {
+    loop {
+        let next = {
+            let mut queue = pending.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(next) = queue.pop_front() {
+                    break next;
+                }
+                // Only the Queue itself and this thread hold it: nothing more can come.
+                if Arc::strong_count(pending) == 1 {
+                    return;
+                }
+                queue = wake.wait_timeout(queue, Duration::from_secs(1)).map(|(q, _)| q).unwrap_or_else(|p| p.into_inner().0);
+            }
+        };
+        let taken = {
+            let mut state = next.state.lock().unwrap_or_else(|p| p.into_inner());
+            match std::mem::take(&mut *state) {
+                State::Queued { command, priority } => Some((command, priority)),
+                other => {
+                    *state = other;
+                    None
+                }
+            }
+        };
+        match taken {
+            Some((mut command, priority)) => {
+                match priority {
+                    Priority::Low => crate::sys::at_low_priority(&mut command),
+                    Priority::Idle => crate::sys::at_idle_priority(&mut command),
+                }
+                run(&next, &mut command);
+            }
+            // A patch took it, and runs it: one at a time, so wait for it.
+            None => next.wait_ended(),
+        }
+    }
+}
+
+/// Runs the compile of a warm-up whose state was taken, recording its end.
+fn run(shared: &Shared, command: &mut Command) {
+    let child = command.spawn();
+    let result = match child {
+        Ok(mut child) => {
+            let pid = child.id();
+            {
+                let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                if matches!(*state, State::Cancelled) {
+                    let _ = child.kill();
+                }
+                *state = State::Running { pid };
+            }
+            let _registered = crate::signals::register_build(pid);
+            child.wait().map_err(|err| format!("cannot wait for the warm-up compile: {err}"))
+        }
+        Err(err) => Err(format!("cannot run the warm-up compile: {err}")),
+    };
+    let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    *state = State::Ended(result);
+    shared.changed.notify_all();
+}
+
+impl Shared {
+    fn wait_ended(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while matches!(*state, State::Running { .. } | State::Starting) {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Warmup {
+    /// Waits until rustc has read the sources (its dep-info is written right after macro
+    /// expansion, once every file is loaded), it has ended, or `deadline` has passed. A
+    /// warm-up still queued returns at once.
+    pub fn wait_until_sources_read(&mut self, deadline: Instant) {
+        while !self.dep_info.exists() && Instant::now() < deadline {
+            if !matches!(*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()), State::Running { .. } | State::Starting) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until the warm-up has ended, running it now (at normal priority) if it is still
+    /// queued. Ok when it compiled the sources the program was built from: every file edited
+    /// since it was queued was written after rustc had read the sources.
+    pub fn wait(self) -> Result<(), Unwarmed> {
+        let taken = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            match std::mem::take(&mut *state) {
+                State::Queued { command, .. } => Some(command),
+                other => {
+                    *state = other;
+                    None
+                }
+            }
+        };
+        if let Some(mut command) = taken {
+            // Its sources are read now: an edit made since it was queued is in them.
+            if let Some(path) = self.sources.changed_files().into_iter().next() {
+                return Err(Unwarmed::Edited(format!("{} changed before the unchanged crate was compiled", path.display())));
+            }
+            run(&self.shared, &mut command);
+        }
+        self.shared.wait_ended();
+        let status = match &*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Ended(Ok(status)) => *status,
+            State::Ended(Err(why)) => return Err(Unwarmed::Failed(why.clone())),
+            _ => return Err(Unwarmed::Failed("the warm-up compile did not run".to_string())),
+        };
+        if !status.success() {
+            return Err(Unwarmed::Failed(format!("the compile of the unchanged crate failed ({status})")));
+        }
+        let read_at = std::fs::metadata(&self.dep_info)
+            .and_then(|m| m.modified())
+            .map_err(|err| Unwarmed::Failed(format!("cannot read {}: {err}", self.dep_info.display())))?;
+        for path in self.sources.changed_files() {
+            let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if written.is_none_or(|written| written <= read_at) {
+                return Err(Unwarmed::Edited(format!("{} changed while the unchanged crate was being compiled", path.display())));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Warmup {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            State::Queued { .. } | State::Starting => *state = State::Cancelled,
+            // The pid is the warm-up's rustc, not reaped yet: its end is recorded under this lock.
+            State::Running { pid } => crate::sys::signal_group(*pid, libc::SIGKILL),
+            _ => {}
+        }
+    }
+}
