@@ -34,6 +34,10 @@ pub struct Boundary {
     pub dependents: Vec<String>,
     /// Other boundaries this one depends on, directly or not.
     pub depends_on: Vec<String>,
+    /// The local packages that are not boundaries and depend on this one, directly or not
+    /// (the host's package always): code there that names one of its `const`s has the value
+    /// compiled in (see `inlined`).
+    pub local_dependents: Vec<String>,
     pub kind: BoundaryKind,
     /// Chosen because nothing was configured (see [`plan`]): a library without exports then
     /// gives way to the binary.
@@ -177,6 +181,13 @@ pub fn plan(selection: &Selection, options: &HotOptions, events: &crate::events:
         }
     }
 
+    for (boundary, id) in boundaries.iter_mut().zip(&ids) {
+        let local = metadata.packages.iter().filter(|p| p.source.is_none() && host_deps_or_self(&host_deps, &host_package.id, &p.id));
+        boundary.local_dependents = local
+            .filter(|p| p.id == host_package.id || normal_dependencies(&metadata, &p.id).contains(id))
+            .map(|p| p.name.to_string())
+            .collect();
+    }
     let local_package_dirs =
         metadata.packages.iter().filter(|p| p.source.is_none() && host_deps_or_self(&host_deps, &host_package.id, &p.id)).map(manifest_dir).collect();
 
@@ -255,6 +266,7 @@ fn package_boundary(package: &Package, bin: &str, by_default: bool) -> Boundary 
         crate_name,
         manifest_dir: manifest_dir(package),
         dependents: Vec::new(),
+        local_dependents: Vec::new(),
         depends_on: Vec::new(),
         kind,
         by_default,

@@ -237,7 +237,8 @@ impl Attempt<'_> {
         };
         if !inlined_changed.is_empty() {
             let crate_name = unit.boundary.crate_name.clone();
-            for other in &self.host.tree.others {
+            let dependents = &unit.boundary.local_dependents;
+            for other in self.host.tree.others.iter().filter(|o| dependents.contains(&o.package)) {
                 if let Some((_, name)) = crate::inlined::first_use(&other.files, &inlined_changed) {
                     let why = patch::reach::Unreached::ValueCompiledInto { crate_name: other.package.clone() };
                     return refuse(Refusal::Stale { changes: vec![patch::reach::Stale { function: format!("{crate_name}::{name}"), why }] });
