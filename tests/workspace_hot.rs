@@ -96,6 +96,14 @@ fn every_library_of_the_workspace_patches() {
     run.wait_for_response("/hits", WAIT, |b| b == "hits 1");
     assert_eq!(run.get("/title").unwrap(), "title v2");
     assert_ne!(run.pid(), pid);
+
+    // The patches of the programs that are gone are removed; the session's, when it ends.
+    let patches = support::shared_target_dir().join("hot/server/patches").join(run.session_pid().to_string());
+    let left: Vec<String> = std::fs::read_dir(&patches).map_or(Vec::new(), |d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect());
+    assert!(left.iter().all(|name| *name == run.pid().to_string()), "only the running program's patches are kept: {left:?}");
+    assert!(run.log().matches("patched `").count() >= 5, "patches were written");
+    run.interrupt();
+    assert!(!patches.exists(), "the session's patches are removed at its end: {}", patches.display());
 }
 
 #[test]

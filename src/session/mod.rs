@@ -300,6 +300,7 @@ impl Session {
         self.events.emit(Event::Change { paths, action: ChangeAction::Patch { boundaries: names } });
         for index in boundaries {
             self.patches += 1;
+            let patch_dir = self.program_patches();
             let host = self.host.as_mut().expect("a build to patch");
             let boundary = host.boundaries[index].unit.boundary.package.clone();
             let outcome = Attempt {
@@ -307,7 +308,7 @@ impl Session {
                 supervisor: &mut self.supervisor,
                 homes: &mut self.homes,
                 tool: &self.tool,
-                patch_dir: self.plan.session_dir().join("patches").join(std::process::id().to_string()),
+                patch_dir,
                 number: self.patches,
                 events: &self.events,
             }
@@ -499,14 +500,29 @@ impl Session {
             host.wait_until_warm_ups_read_their_sources(WARM_UP_READ_TIMEOUT);
         }
         self.supervisor.start(StartRequest { launch, build_ms, trigger, trigger_at, cause })?;
+        // The programs before it are gone, and with them the only process that could load
+        // their patches.
+        remove_other_programs(&self.session_patches(), &self.program_patches());
         if self.restart_only.is_none() {
             self.host.as_mut().expect("set above").read_program_views(&self.plan);
         }
         Ok(())
     }
 
+    /// This session's patch directory (see [`session_patches_dir`]).
+    fn session_patches(&self) -> PathBuf {
+        session_patches_dir(&self.plan)
+    }
+
+    /// The running program's patches: removed once it is gone (a restart, the session's end).
+    fn program_patches(&self) -> PathBuf {
+        let pid = self.supervisor.pid().map_or_else(|| "none".to_string(), |pid| pid.to_string());
+        self.session_patches().join(pid)
+    }
+
     fn shutdown(&mut self, signal: Option<i32>) -> ExitCode {
         self.supervisor.stop();
+        let _ = std::fs::remove_dir_all(self.session_patches());
         self.events.emit(Event::SessionEnded { signal });
         match signal {
             Some(signal) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
@@ -549,6 +565,19 @@ fn private_socket_path() -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::DirBuilder::new().mode(0o700).create(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir.join("ipc.sock"))
+}
+
+/// Where this session's patches are: one directory per program it starts.
+fn session_patches_dir(plan: &Plan) -> PathBuf {
+    plan.session_dir().join("patches").join(std::process::id().to_string())
+}
+
+/// Removes the patch directories in `session` other than `current`'s.
+fn remove_other_programs(session: &Path, current: &Path) {
+    let Ok(entries) = std::fs::read_dir(session) else { return };
+    for entry in entries.flatten().filter(|e| e.path() != current) {
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
 }
 
 /// Patches are kept while their session runs (a running program may execute their code);

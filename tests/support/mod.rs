@@ -263,6 +263,11 @@ impl HotRun {
         http(self.port, "POST", path, body)
     }
 
+    /// The pid of cargo hot itself (its session's files are named by it).
+    pub fn session_pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
     pub fn pid(&self) -> u32 {
         self.get("/pid").unwrap().trim().parse().unwrap()
     }
