@@ -51,6 +51,17 @@ pub struct LocalUnit {
     pub rlib: Option<PathBuf>,
 }
 
+/// A crate of the workspace as the host was last built with it: the package and the rustc
+/// command that compiled it, whose `--out-dir` says where its outputs are (cargo's directory,
+/// or cargo hot's after a rebuild without cargo: see `rebuild`).
+#[derive(Debug, Clone)]
+pub struct WorkspaceUnit {
+    pub package: String,
+    pub invocation: RustcInvocation,
+    /// The host binary's own crate (the others are libraries).
+    pub binary: bool,
+}
+
 /// Everything a successful host build produced.
 #[derive(Debug, Clone)]
 pub struct HostBuild {
@@ -67,6 +78,11 @@ pub struct HostBuild {
     pub build_script_library_dirs: Vec<PathBuf>,
     /// How many units cargo reported (fresh ones included): the next build's progress total.
     pub units: usize,
+    /// Every workspace crate linked into the host whose command cargo hot captured, the
+    /// binary's last (what a rebuild without cargo replays).
+    pub workspace_units: Vec<WorkspaceUnit>,
+    /// Built by replaying those commands rather than by cargo (see `rebuild`).
+    pub without_cargo: bool,
 }
 
 pub enum BuildOutcome {
@@ -91,17 +107,52 @@ pub fn capture_dir(plan: &Plan) -> PathBuf {
     plan.session_dir().join("capture")
 }
 
+/// Where the host's dependencies are linked apart (see `deps_library`); None when
+/// `CARGO_HOT_SPLIT_LINK=0` asks for the host linked whole.
+pub fn deps_library_dir(plan: &Plan) -> Option<PathBuf> {
+    let off = std::env::var("CARGO_HOT_SPLIT_LINK").is_ok_and(|v| matches!(v.as_str(), "0" | "false" | "no" | "off"));
+    (!off).then(|| plan.session_dir().join("deps"))
+}
+
 /// Builds the host, settling the default boundary. With nothing configured it is the first of
 /// these that has `#[hot::export]` functions: the host package's library, the binary's own
 /// crate, the one local library of the host that has them. Several such libraries: the
 /// default stays, and the warning names them. `plan` says what was chosen from then on.
 /// The build is announced and timed in events (`build-started`, progress, `build-finished`).
-pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<BuildOutcome> {
+///
+/// `replay`: the last build and the crates to compile again without cargo (see `rebuild`);
+/// cargo builds if that cannot (the plan is as the last build settled it).
+pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Events, mode: BuildMode, replay: Option<(HostBuild, crate::rebuild::Replay)>) -> Result<BuildOutcome> {
     let started = Instant::now();
-    events.emit(Event::BuildStarted { target: plan.host.bin.clone() });
-    let outcome = match mode {
-        BuildMode::Hot => settle_boundary(plan, tool, events),
-        BuildMode::Plain => build_host_with(plan, tool, events, BuildMode::Plain),
+    let replayed_crates = replay.as_ref().map(|(build, replay)| replay.order.iter().map(|i| build.workspace_units[*i].package.clone()).collect());
+    for reason in replay.iter().flat_map(|(_, replay)| &replay.reasons) {
+        events.emit(Event::Detail { message: reason.clone() });
+    }
+    events.emit(Event::BuildStarted { target: plan.host.bin.clone(), without_cargo: replayed_crates.unwrap_or_default() });
+    let replayed = match replay {
+        Some((last, replay)) => {
+            let (session_dir, capture) = (plan.session_dir(), capture_dir(plan));
+            let deps = deps_library_dir(plan);
+            let context = crate::rebuild::Workplace { session_dir: &session_dir, capture_dir: &capture, deps_dir: deps.as_deref(), tool, events };
+            match crate::rebuild::run(&last, &replay, &context) {
+                Ok(crate::rebuild::Replayed::Built(build)) => Some(Ok(BuildOutcome::Built(build))),
+                Ok(crate::rebuild::Replayed::Failed { diagnostics }) => Some(Ok(BuildOutcome::Failed { diagnostics })),
+                Ok(crate::rebuild::Replayed::NeedsCargo(why)) => {
+                    events.emit(Event::Detail { message: format!("building with cargo: the rebuild without it gave way ({why})") });
+                    None
+                }
+                Err(err) => {
+                    events.emit(Event::Detail { message: format!("building with cargo: the rebuild without it gave way ({err:#})") });
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let outcome = match (replayed, mode) {
+        (Some(outcome), _) => outcome,
+        (None, BuildMode::Hot) => settle_boundary(plan, tool, events),
+        (None, BuildMode::Plain) => build_host_with(plan, tool, events, BuildMode::Plain),
     };
     let ok = matches!(outcome, Ok(BuildOutcome::Built(_)));
     if let Ok(BuildOutcome::Built(build)) = &outcome {
@@ -258,6 +309,9 @@ fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Resu
             .env(capture::CAPTURE_DIR_ENV, capture_dir(plan))
             .env(capture::HOST_ENV, format!("{}:{}", plan.host.package, plan.host.bin))
             .env(capture::BOUNDARIES_ENV, plan.boundaries.iter().map(|b| b.package.as_str()).collect::<Vec<_>>().join(","));
+        if let Some(dir) = deps_library_dir(plan) {
+            command.env(crate::deps_library::DEPS_DIR_ENV, dir);
+        }
     }
     // Its own process group, registered for stopping: Ctrl-C stops it at once (see `signals`).
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
@@ -405,11 +459,13 @@ fn plain_build(artifacts: Artifacts, started: Instant) -> HostBuild {
         executable: artifacts.executable,
         boundaries: Vec::new(),
         local_units,
-        link: LinkRecord { driver: String::new(), args: Vec::new(), output: None, duration_ms: 0 },
+        link: LinkRecord::default(),
         duration: started.elapsed(),
         build_script_env: artifacts.build_script_env,
         build_script_library_dirs: artifacts.build_script_library_dirs,
         units: artifacts.units,
+        workspace_units: Vec::new(),
+        without_cargo: false,
     }
 }
 
@@ -493,6 +549,18 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         return Ok(Assembled::Stale(stale));
     }
 
+    // Every workspace library's command, as captured for this copy of the workspace.
+    let mut workspace_units: Vec<WorkspaceUnit> = Vec::new();
+    for (package, manifest_dir, rlib) in &artifacts.local_libs {
+        let Some(key) = unit_key(rlib) else { continue };
+        let Ok(invocation) = RustcInvocation::load(&RustcInvocation::record_path(&capture, key)) else { continue };
+        if invocation.env.get("CARGO_MANIFEST_DIR").map(PathBuf::from).as_deref() == Some(manifest_dir.as_path()) {
+            workspace_units.push(WorkspaceUnit { package: package.clone(), invocation, binary: false });
+        }
+    }
+    if let Some(invocation) = &host_invocation {
+        workspace_units.push(WorkspaceUnit { package: plan.host.package.clone(), invocation: invocation.clone(), binary: true });
+    }
     let mut local_units: Vec<LocalUnit> = artifacts
         .local_libs
         .into_iter()
@@ -519,6 +587,8 @@ fn assemble(plan: &Plan, artifacts: Artifacts, started: Instant) -> Result<Assem
         link: link.expect("checked above"),
         duration: started.elapsed(),
         units: artifacts.units,
+        workspace_units,
+        without_cargo: false,
     })))
 }
 

@@ -96,8 +96,19 @@ impl RustcInvocation {
         Some(format!("{}{}", self.crate_name()?, self.codegen_option("extra-filename").unwrap_or("")))
     }
 
-    fn out_dir(&self) -> Option<PathBuf> {
+    /// Where rustc writes the unit's outputs.
+    pub fn out_dir(&self) -> Option<PathBuf> {
         self.flag("--out-dir").map(|dir| self.cwd.join(dir))
+    }
+
+    /// The library the unit's command writes (`lib<key>.rlib` in its output directory).
+    pub fn rlib_path(&self) -> Option<PathBuf> {
+        Some(self.out_dir()?.join(format!("lib{}.rlib", self.unit_key()?)))
+    }
+
+    /// The executable the command of a binary writes (`<key>` in its output directory).
+    pub fn executable_path(&self) -> Option<PathBuf> {
+        Some(self.out_dir()?.join(self.unit_key()?))
     }
 
     /// The dep-info (`.d`) file listing every source file of the unit.
@@ -199,23 +210,37 @@ fn prepare(rustc: &Path, raw_args: &[OsString]) -> Result<Command> {
         std::fs::rename(&tmp, &path)?;
     }
     if let (true, Some(key)) = (is_host, unit_key) {
-        let (args, user_linker) = crate::linker::take_linker_option(args);
-        if let Some(linker) = user_linker.as_deref().filter(|l| !crate::linker::is_compiler_driver(l)) {
-            anyhow::bail!(
-                "the host is linked with `{linker}`, a bare linker; cargo hot links through a C compiler driver \
-                 (cc, gcc, clang). Configure `linker = \"clang\"` (or cc) with `-C link-arg=-fuse-ld={}` instead",
-                Path::new(linker).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            );
-        }
         let self_exe = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
-        command.args(args).arg("-C").arg(format!("linker={}", self_exe.display()));
-        command.env(crate::linker::REAL_LINKER_ENV, user_linker.unwrap_or_else(|| "cc".to_string()));
-        command.env(crate::linker::LINK_RECORD_ENV, capture_dir.join(format!("{}{key}.json", crate::linker::LINK_RECORD_PREFIX)));
-        command.env(crate::linker::SAVE_OBJECTS_ENV, host_objects_dir(&capture_dir, &key));
+        link_through(&mut command, args, &self_exe, &capture_dir, &key)?;
     } else {
         command.args(args);
     }
     Ok(command)
+}
+
+/// Gives `command`, the rustc command of the host binary (unit `key`), the arguments `args`
+/// with cargo-hot (`tool`) as its linker, which links the host patchable, records the link
+/// and keeps the crate's own objects (see `linker`). A bare linker configured by the user is
+/// refused: cargo hot links through a C compiler driver.
+pub fn link_through(command: &mut Command, args: Vec<String>, tool: &Path, capture_dir: &Path, key: &str) -> Result<()> {
+    let (args, user_linker) = crate::linker::take_linker_option(args);
+    if let Some(linker) = user_linker.as_deref().filter(|l| !crate::linker::is_compiler_driver(l)) {
+        anyhow::bail!(
+            "the host is linked with `{linker}`, a bare linker; cargo hot links through a C compiler driver \
+             (cc, gcc, clang). Configure `linker = \"clang\"` (or cc) with `-C link-arg=-fuse-ld={}` instead",
+            Path::new(linker).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        );
+    }
+    command.args(args).arg("-C").arg(format!("linker={}", tool.display()));
+    command.env(crate::linker::REAL_LINKER_ENV, user_linker.unwrap_or_else(|| "cc".to_string()));
+    command.env(crate::linker::LINK_RECORD_ENV, link_record_path(capture_dir, key));
+    command.env(crate::linker::SAVE_OBJECTS_ENV, host_objects_dir(capture_dir, key));
+    Ok(())
+}
+
+/// Where the linker role records the link of the host unit `key`.
+pub fn link_record_path(capture_dir: &Path, key: &str) -> PathBuf {
+    capture_dir.join(format!("{}{key}.json", crate::linker::LINK_RECORD_PREFIX))
 }
 
 #[cfg(test)]

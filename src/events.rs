@@ -46,9 +46,12 @@ pub enum Event {
         why: Why,
         again: bool,
     },
-    /// A full build starts (`cargo build` through cargo hot's wrapper and linker).
+    /// A full build starts (`cargo build` through cargo hot's wrapper and linker), or a
+    /// rebuild without cargo of the workspace crates named in `without_cargo` (see `rebuild`).
     BuildStarted {
         target: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        without_cargo: Vec<String>,
     },
     /// Cargo's progress: units compiled (fresh ones included) out of about `total`.
     BuildProgress {
@@ -71,6 +74,11 @@ pub enum Event {
     /// A command run for the session (`-v`).
     Command {
         command: String,
+    },
+    /// Why the session does what it does, in more detail than the outcome says (`-v`): why a
+    /// build is cargo's, why a rebuild compiles a crate.
+    Detail {
+        message: String,
     },
     /// A patch of a boundary is being built.
     PatchStarted {

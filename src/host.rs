@@ -31,6 +31,14 @@ pub struct HostState {
     pub outside: Option<Result<crate::patch::reach::Outside, String>>,
     /// The warm-up compiles of this build, run one at a time (see `warmup`).
     warmups: Option<crate::warmup::Queue>,
+    /// The local packages' sources when this build started: what its crates were compiled
+    /// from, as far as a rebuild without cargo needs to know (see `rebuild`).
+    pub sources_built: SourcesBefore,
+    /// Every file the workspace crates cargo hot can rebuild without cargo are compiled from.
+    pub workspace_sources: std::collections::HashSet<PathBuf>,
+    /// The workspace crates (unit keys) one of whose files changed while this build ran: what
+    /// it compiled of them is not known (see `rebuild`).
+    pub changed_during_build: std::collections::HashSet<String>,
 }
 
 /// What checking and linking patches of this build needs.
@@ -243,13 +251,45 @@ fn read_types(unit: &BoundaryUnit, executable: &Path, workspace: &Path) -> Resul
 }
 
 /// The sources of every local package when a build started: compared afterwards, they say
-/// whether the build compiled what the files now say.
-pub struct SourcesBefore(HashMap<PathBuf, SourceSnapshot>);
+/// whether the build compiled what the files now say, and which crates a later rebuild must
+/// compile again (see `rebuild`).
+#[derive(Debug, Clone, Default)]
+pub struct SourcesBefore {
+    /// Every `.rs` file of each local package.
+    by_dir: HashMap<PathBuf, SourceSnapshot>,
+    /// The other files the last build's crates were compiled from (`include_str!` files,
+    /// modules outside their package's directory).
+    others: SourceSnapshot,
+    /// Every file's contents as read then: what the build compiled, when the file is unchanged
+    /// since (see `rebuild`, which compares what dependents compile of a crate).
+    contents: std::sync::Arc<HashMap<PathBuf, Vec<u8>>>,
+}
 
 impl SourcesBefore {
-    pub fn take(plan: &Plan, tree_excluded: &crate::rules::Excluded) -> Self {
+    /// `compiled`: the files the last build's crates were compiled from (none before the first).
+    pub fn take(plan: &Plan, tree_excluded: &crate::rules::Excluded, compiled: &[PathBuf]) -> Self {
+        let mut contents = HashMap::new();
+        let mut keep = |path: &Path, bytes: Vec<u8>| {
+            contents.insert(path.to_path_buf(), bytes);
+        };
         let dirs = plan.local_package_dirs.iter().chain(plan.boundaries.iter().map(|b| &b.manifest_dir));
-        SourcesBefore(dirs.map(|dir| (dir.clone(), SourceSnapshot::of_dir(dir, tree_excluded))).collect())
+        let by_dir: HashMap<PathBuf, SourceSnapshot> =
+            dirs.map(|dir| (dir.clone(), SourceSnapshot::of_dir_keeping(dir, tree_excluded, &mut keep))).collect();
+        let others: Vec<PathBuf> = compiled.iter().filter(|f| !by_dir.values().any(|s| s.digest(f).is_some())).cloned().collect();
+        let others = SourceSnapshot::of_files_keeping(&others, &mut keep);
+        SourcesBefore { others, by_dir, contents: std::sync::Arc::new(contents) }
+    }
+
+    /// A file's contents when the snapshot was taken.
+    pub fn contents(&self, file: &Path) -> Option<&[u8]> {
+        self.contents.get(file).map(Vec::as_slice)
+    }
+
+    /// Whether `file` has the contents it had when the snapshot was taken; None when it was not
+    /// in the snapshot.
+    pub fn unchanged(&self, file: &Path) -> Option<bool> {
+        let before = self.by_dir.values().chain([&self.others]).find_map(|s| s.digest(file))?;
+        Some(SourceSnapshot::digest_now(file) == Some(before))
     }
 }
 
@@ -274,7 +314,7 @@ impl HostState {
         let mut boundaries = Vec::new();
         for (index, unit) in units.into_iter().enumerate() {
             let dir = &unit.boundary.manifest_dir;
-            let unchanged = before.0.get(dir) == Some(&SourceSnapshot::of_dir(dir, &tree.excluded));
+            let unchanged = before.by_dir.get(dir) == Some(&SourceSnapshot::of_dir(dir, &tree.excluded));
             let source = if unchanged { CrateSource::read(&tree.boundary_files(index)).ok() } else { None };
             if let Some(source) = &source {
                 tree.declined.extend(source.definitions.declining_files().iter().cloned());
@@ -302,7 +342,26 @@ impl HostState {
                 .collect(),
             generations: vec![0; boundaries.len()],
         };
-        Ok(HostState { build, tree, patching, boundaries, crates, outside: None, warmups: None })
+        let workspace_sources = crate::rebuild::sources(&build);
+        let changed_during_build = crate::rebuild::changed_since(&build, before);
+        Ok(HostState {
+            build,
+            tree,
+            patching,
+            boundaries,
+            crates,
+            outside: None,
+            warmups: None,
+            sources_built: before.clone(),
+            workspace_sources,
+            changed_during_build,
+        })
+    }
+
+    /// The build as it was produced, its boundaries' units included (they live in
+    /// [`HostState::boundaries`] since the state was derived).
+    pub fn whole_build(&self) -> HostBuild {
+        HostBuild { boundaries: self.boundaries.iter().map(|b| b.unit.clone()).collect(), ..self.build.clone() }
     }
 
     /// Queues the warm-up compile of every boundary that can be patched (see `warmup`): the

@@ -32,6 +32,8 @@ pub struct ProgramInfo {
     pub anchor: u64,
     /// Offset from the thread pointer to the executable's thread-local block.
     pub tls_offset: Option<i64>,
+    /// The executable's load bias, as the runtime reports it (None from an older runtime).
+    pub executable_bias: Option<u64>,
 }
 
 impl IpcServer {
@@ -167,8 +169,8 @@ fn handshake(stream: UnixStream) -> Result<Option<Connection>> {
         return Ok(None);
     }
     match protocol::decode::<ChildMessage>(&line) {
-        Ok(ChildMessage::Hello { pid, protocol, anchor, tls_offset }) if protocol == PROTOCOL_VERSION => {
-            Ok(Some(Connection { pid, info: ProgramInfo { anchor, tls_offset }, writer: stream, reader }))
+        Ok(ChildMessage::Hello { pid, protocol, anchor, tls_offset, executable_bias }) if protocol == PROTOCOL_VERSION => {
+            Ok(Some(Connection { pid, info: ProgramInfo { anchor, tls_offset, executable_bias }, writer: stream, reader }))
         }
         Ok(ChildMessage::Hello { protocol, .. }) => Err(anyhow!(
             "the program's `hot-runtime` speaks protocol {protocol}, this cargo-hot speaks {PROTOCOL_VERSION}; use matching versions"
@@ -191,7 +193,7 @@ mod tests {
         let child = std::thread::spawn(move || {
             // A stale client from another process first: it must be skipped.
             let mut stale = UnixStream::connect(&child_path).unwrap();
-            let hello = |pid| ChildMessage::Hello { pid, protocol: PROTOCOL_VERSION, anchor: 0x5000, tls_offset: Some(-64) };
+            let hello = |pid| ChildMessage::Hello { pid, protocol: PROTOCOL_VERSION, anchor: 0x5000, tls_offset: Some(-64), executable_bias: Some(0x4000) };
             stale.write_all(protocol::encode(&hello(1)).as_bytes()).unwrap();
             let mut stream = UnixStream::connect(&child_path).unwrap();
             stream.write_all(protocol::encode(&hello(4242)).as_bytes()).unwrap();
@@ -206,7 +208,7 @@ mod tests {
         });
         let outcome = server.reload(4242, Path::new("/p.so"), &["h::a::h1".into()], &[], Duration::from_secs(5)).unwrap();
         assert_eq!(outcome, ReloadOutcome::Ok { load_micros: 5, switched: 1, redirected: 0, base: 0x7000, rebuilt: vec![] });
-        assert_eq!(server.program_info(4242, Duration::from_secs(1)).unwrap(), ProgramInfo { anchor: 0x5000, tls_offset: Some(-64) });
+        assert_eq!(server.program_info(4242, Duration::from_secs(1)).unwrap(), ProgramInfo { anchor: 0x5000, tls_offset: Some(-64), executable_bias: Some(0x4000) });
         child.join().unwrap();
     }
 

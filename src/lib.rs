@@ -7,7 +7,9 @@
 //! - the host binary's linker ([`linker`]), detected by the real-linker variable.
 //!
 //! The modules, one concern each: [`metadata`] and [`config`] plan (which host, which
-//! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host, from which
+//! boundaries); [`build`], [`capture`] and [`linker`] build a patchable host (its dependencies
+//! linked apart once: [`deps_library`]; rebuilt without cargo when only workspace sources
+//! changed: [`rebuild`]), from which
 //! [`host`] derives the session's state once per build; [`rules`], [`depinfo`] and
 //! [`classify`] decide what an edit means; [`watch`], [`keys`] and [`signals`] wake the
 //! [`session`] loop (see [`wake`]); [`warmup`] readies each hot crate's compile after a
@@ -27,6 +29,8 @@ pub mod cli;
 pub mod codediff;
 pub mod config;
 pub mod depinfo;
+pub mod downstream;
+pub mod deps_library;
 pub mod environment;
 pub mod events;
 pub mod explain;
@@ -40,6 +44,7 @@ pub mod linker;
 pub mod metadata;
 pub mod patch;
 pub mod process;
+pub mod rebuild;
 pub mod redirect;
 pub mod rules;
 pub mod session;

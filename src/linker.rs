@@ -30,7 +30,7 @@ pub const SAVE_OBJECTS_ENV: &str = "CARGO_HOT_SAVE_OBJECTS";
 pub const PATCH_OBJECTS_ENV: &str = "CARGO_HOT_PATCH_OBJECTS";
 
 /// The host's link command as actually run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LinkRecord {
     pub driver: String,
     pub args: Vec<String>,
@@ -38,6 +38,12 @@ pub struct LinkRecord {
     /// How long the host's link took (the benchmark reports it).
     #[serde(default)]
     pub duration_ms: u64,
+    /// The shared library the host's dependencies were linked into (see `deps_library`).
+    #[serde(default)]
+    pub deps_library: Option<PathBuf>,
+    /// Why the host was linked whole although cargo hot asked for its dependencies apart.
+    #[serde(default)]
+    pub split_failure: Option<String>,
 }
 
 impl LinkRecord {
@@ -158,22 +164,93 @@ fn link() -> Result<ExitCode> {
         keep_objects(&own_objects, Path::new(&dir))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let args = host_link_args(&args);
     let started = std::time::Instant::now();
-    let status = run_with_response_file(&driver, &args)?;
+    let HostLink { status, args, deps_library, split_failure } = link_host(&driver, &args, &own_objects)?;
     let duration_ms = started.elapsed().as_millis() as u64;
     if let (true, Some(dir)) = (status.success(), std::env::var_os(SAVE_OBJECTS_ENV)) {
-        if let Err(err) = keep_objects(&own_objects, Path::new(&dir)) {
+        let dir = Path::new(&dir);
+        let kept = keep_objects(&own_objects, dir).and_then(|()| keep_symbols_object(&args, dir));
+        if let Err(err) = kept {
             eprintln!("cargo-hot (linker): cannot keep the host's objects: {err:#}");
         }
     }
     // Recorded only once the binary exists: the record also says "this binary is patchable".
     if let (true, Some(record_path)) = (status.success(), std::env::var_os(LINK_RECORD_ENV)) {
-        let record = LinkRecord { driver: driver.clone(), args: args.clone(), output, duration_ms };
+        let record = LinkRecord { driver: driver.clone(), args: args.clone(), output, duration_ms, deps_library, split_failure };
         std::fs::write(&record_path, serde_json::to_string_pretty(&record)?)
             .with_context(|| format!("cannot write {}", PathBuf::from(&record_path).display()))?;
     }
     Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+}
+
+/// The host's link as it was run.
+struct HostLink {
+    status: std::process::ExitStatus,
+    /// The executable's final arguments.
+    args: Vec<String>,
+    /// The library the dependencies were linked into, if they were linked apart.
+    deps_library: Option<PathBuf>,
+    /// Why the host was linked whole when a split was asked for.
+    split_failure: Option<String>,
+}
+
+/// Links the host: its dependencies apart, in a shared library linked once (see
+/// `deps_library`), unless cargo hot did not ask for it or the split cannot link; then whole.
+fn link_host(driver: &str, args: &[String], own_objects: &[PathBuf]) -> Result<HostLink> {
+    use crate::deps_library;
+    let whole = |why: Option<String>| -> Result<HostLink> {
+        let args = host_link_args(args);
+        Ok(HostLink { status: run_with_response_file(driver, &args)?, args, deps_library: None, split_failure: why })
+    };
+    let Some(dir) = std::env::var_os(deps_library::DEPS_DIR_ENV).map(PathBuf::from) else { return whole(None) };
+    let capture = std::env::var_os(crate::capture::CAPTURE_DIR_ENV).map(PathBuf::from);
+    // A workspace crate's unit was compiled through the wrapper, which recorded it.
+    let workspace = |rlib: &Path| -> bool {
+        let key = rlib.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("lib")).and_then(|n| n.strip_suffix(".rlib"));
+        match (key, &capture) {
+            (Some(key), Some(capture)) => crate::capture::RustcInvocation::record_path(capture, key).is_file(),
+            _ => false,
+        }
+    };
+    // The shim is a small object of its own (a few kilobytes; the crate's other codegen units,
+    // with their debug info, are larger): only small ones are read.
+    let small = |o: &&PathBuf| std::fs::metadata(o).is_ok_and(|m| m.len() < 64 * 1024);
+    let shim = own_objects.iter().filter(small).find(|o| std::fs::read(o).is_ok_and(|data| crate::patch::is_allocator_shim(&data)));
+    let split = match deps_library::plan(args, own_objects, shim.map(PathBuf::as_path), &workspace) {
+        Ok(split) => split,
+        Err(why) => return whole(Some(why)),
+    };
+    let link = |args: &[String]| -> std::result::Result<(), String> {
+        let output = run_capturing(driver, args).map_err(|err| format!("{err:#}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(linker_complaint(&output.stderr))
+        }
+    };
+    let library = match deps_library::ensure(&split, &dir, &link) {
+        Ok(library) => library,
+        Err(why) => return whole(Some(why)),
+    };
+    let executable = host_link_args(&split.executable_args(&library));
+    let output = run_capturing(driver, &executable)?;
+    if output.status.success() {
+        return Ok(HostLink { status: output.status, args: executable, deps_library: Some(library), split_failure: None });
+    }
+    let why = format!("linking the workspace's code against its dependencies' library failed: {}", linker_complaint(&output.stderr));
+    deps_library::remember_failure(&dir, &split.key, &why);
+    whole(Some(why))
+}
+
+/// The first lines of a linker's error output.
+fn linker_complaint(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
+    if lines.is_empty() {
+        "the linker failed".to_string()
+    } else {
+        lines.join("\n")
+    }
 }
 
 /// The object files of the crate being linked into `output`: rustc's codegen units
@@ -199,14 +276,68 @@ fn keep_objects(objects: &[PathBuf], dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// rustc's `symbols.o` (in a scratch directory it removes after the link), kept beside the
+/// crate's objects under a name that is not an object's (`*.o` files there are the crate's
+/// code): what linking the host again without rustc needs (see [`relink`]).
+const KEPT_SYMBOLS_OBJECT: &str = "symbols.o.kept";
+
+fn keep_symbols_object(args: &[String], dir: &Path) -> Result<()> {
+    if let Some(symbols) = args.iter().find(|a| a.ends_with("/symbols.o")) {
+        std::fs::copy(symbols, dir.join(KEPT_SYMBOLS_OBJECT)).with_context(|| format!("cannot keep {symbols}"))?;
+    }
+    Ok(())
+}
+
+/// Links the host again as `record` did, without rustc: the binary crate's own objects (and
+/// rustc's `symbols.o`) from where the linker role kept them (`objects`), each library whose
+/// file name `newer` has from its new path, into `output`. For a rebuild that compiled
+/// libraries whose dependents' code stays valid (see `rebuild`). Returns the new record.
+pub fn relink(record: &LinkRecord, objects: &Path, newer: &std::collections::HashMap<String, PathBuf>, output: &Path) -> Result<LinkRecord> {
+    let mut args = Vec::with_capacity(record.args.len());
+    let mut iter = record.args.iter();
+    while let Some(arg) = iter.next() {
+        let name = Path::new(arg).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if arg == "-o" {
+            iter.next();
+            args.extend(["-o".to_string(), output.display().to_string()]);
+        } else if arg.ends_with("/symbols.o") {
+            let kept = objects.join(KEPT_SYMBOLS_OBJECT);
+            anyhow::ensure!(kept.is_file(), "rustc's symbols.o of the last link was not kept");
+            args.push(kept.display().to_string());
+        } else if arg.ends_with(".rcgu.o") && objects.join(&name).is_file() {
+            args.push(objects.join(&name).display().to_string());
+        } else if let Some(path) = newer.get(&name) {
+            args.push(path.display().to_string());
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    let started = std::time::Instant::now();
+    let output_status = run_capturing(&record.driver, &args)?;
+    anyhow::ensure!(output_status.status.success(), "linking the host again failed: {}", linker_complaint(&output_status.stderr));
+    Ok(LinkRecord { args, output: Some(output.to_path_buf()), duration_ms: started.elapsed().as_millis() as u64, ..record.clone() })
+}
+
 /// Runs a linker driver, passing long argument lists through a response file as rustc does.
 pub fn run_with_response_file(driver: &str, args: &[String]) -> Result<std::process::ExitStatus> {
+    let (mut command, _response_dir) = linker_command(driver, args)?;
+    command.status().with_context(|| format!("cannot run the linker `{driver}`"))
+}
+
+/// [`run_with_response_file`], with the linker's output collected.
+fn run_capturing(driver: &str, args: &[String]) -> Result<std::process::Output> {
+    let (mut command, _response_dir) = linker_command(driver, args)?;
+    command.output().with_context(|| format!("cannot run the linker `{driver}`"))
+}
+
+/// The command that runs `driver` with `args`, and the directory of its response file (removed
+/// when dropped: keep it until the linker has run).
+fn linker_command(driver: &str, args: &[String]) -> Result<(Command, Option<TempDir>)> {
     let total: usize = args.iter().map(|a| a.len() + 1).sum();
     let mut command = Command::new(driver);
     // The real linker (or anything it runs) must not mistake itself for cargo-hot's roles.
     command.env_remove(REAL_LINKER_ENV).env_remove(LINK_RECORD_ENV).env_remove(crate::capture::CAPTURE_DIR_ENV);
-    // Removed when this function returns, after the linker has run.
-    let _response_dir = if total > 64 * 1024 {
+    let response_dir = if total > 64 * 1024 {
         let dir = tempfile_dir()?;
         let file = dir.join("linker-arguments");
         std::fs::write(&file, write_response_file(args))?;
@@ -216,7 +347,7 @@ pub fn run_with_response_file(driver: &str, args: &[String]) -> Result<std::proc
         command.args(args);
         None
     };
-    command.status().with_context(|| format!("cannot run the linker `{driver}`"))
+    Ok((command, response_dir))
 }
 
 struct TempDir(PathBuf);
@@ -340,6 +471,8 @@ mod tests {
             args: strings(&["-m64", "x.o", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other", "-lc", "-o", "out"]),
             output: None,
             duration_ms: 0,
+            deps_library: None,
+            split_failure: None,
         };
         assert_eq!(record.driver_flags(), strings(&["-m64", "-fuse-ld=lld", "-B/sys/gcc-ld", "-B", "/other"]));
     }

@@ -100,7 +100,11 @@ pub fn with_newer_crates(args: &[String], newer: &[Newer]) -> Vec<String> {
     };
     let mut out: Vec<String> = Vec::with_capacity(args.len() + 2 * newer.len());
     for n in newer {
-        out.extend(["-L".to_string(), format!("dependency={}", n.dir.display())]);
+        let search = format!("dependency={}", n.dir.display());
+        // A command already searching there (rewritten before) is not given it twice.
+        if !out.contains(&search) && !args.windows(2).any(|pair| pair[0] == "-L" && pair[1] == search) {
+            out.extend(["-L".to_string(), search]);
+        }
     }
     let mut args = args.iter();
     while let Some(arg) = args.next() {

@@ -67,7 +67,7 @@ fn program_statics(object: &Path) -> Vec<StaticSymbol> {
 /// Homes with the load bias 0 (anchor at 0x1000 in the binary and in the process) and the
 /// thread-local block 0x200 below the thread pointer.
 fn homes(statics: &[StaticSymbol], declared: &[&str]) -> Homes {
-    let mut homes = Homes::of_program(statics, Some(0x1000), 0x1000, Some(-0x200));
+    let mut homes = Homes::of_program(statics, Some(0), Some(-0x200));
     homes.declare(module_level(declared));
     homes
 }
@@ -189,7 +189,7 @@ fn what_cannot_be_bound_is_refused_with_the_static_named() {
 
     // Thread-locals need the program to say where its thread-local block is.
     let statics = program_statics(&object);
-    let mut no_tls = Homes::of_program(&statics, Some(0x1000), 0x1000, None);
+    let mut no_tls = Homes::of_program(&statics, Some(0), None);
     no_tls.declare(module_level(&["CALLS"]));
     let refused = bind_object(&mut data, &no_tls).unwrap().unwrap_err();
     assert!(refused.0.contains("thread-locals"), "{}", refused.0);
@@ -201,7 +201,7 @@ fn statics_added_by_a_patch_are_bound_in_later_patches_but_its_thread_locals_are
     let object = compile(dir.path(), SOURCE);
     let statics = program_statics(&object);
     // The host has none of them; an earlier patch, loaded at 0x7000_0000, introduced them.
-    let mut homes = Homes::of_program(&[], Some(0x1000), 0x1000, Some(-0x200));
+    let mut homes = Homes::of_program(&[], Some(0), Some(-0x200));
     homes.add_patch(&statics, 0x7000_0000);
     homes.declare(module_level(&["COUNTER", "SHARED"]));
     let mut data = std::fs::read(&object).unwrap();
@@ -216,7 +216,7 @@ fn statics_added_by_a_patch_are_bound_in_later_patches_but_its_thread_locals_are
     // program's link dropped it): that is not a new thread-local.
     let tls: Vec<StaticSymbol> = statics.iter().filter(|s| s.thread_local).cloned().collect();
     let (used, twins) = tls.split_at(1);
-    let mut homes = Homes::of_program(used, Some(0x1000), 0x1000, Some(-0x200));
+    let mut homes = Homes::of_program(used, Some(0), Some(-0x200));
     homes.add_patch(twins, 0x7000_0000);
     homes.declare(module_level(&["CALLS"]));
     let mut data = std::fs::read(&object).unwrap();
@@ -235,7 +235,7 @@ fn patches_are_linked_by_rust_lld_whatever_links_the_host_or_binding_is_refused(
     let homes = homes(&statics, &["COUNTER", "SHARED", "CALLS"]);
 
     // A host linked by plain `cc` (GNU ld): patches still go through the toolchain's rust-lld.
-    let host_record = LinkRecord { driver: "cc".into(), args: vec!["-m64".into()], output: None, duration_ms: 0 };
+    let host_record = LinkRecord { driver: "cc".into(), args: vec!["-m64".into()], ..Default::default() };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let linker = PatchLinker::find(&host_record, std::path::Path::new(&rustc));
     assert!(matches!(&linker, PatchLinker::Lld(lld) if lld.ends_with("rust-lld")), "{linker:?}");

@@ -35,6 +35,7 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
         protocol: PROTOCOL_VERSION,
         anchor: loader::anchor_address(),
         tls_offset: loader::executable_tls_offset(),
+        executable_bias: loader::executable_bias(),
     };
     stream.write_all(protocol::encode(&hello).as_bytes())?;
     let reader = BufReader::new(stream.try_clone()?);

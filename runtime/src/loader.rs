@@ -148,6 +148,27 @@ pub(crate) fn executable_tls_offset() -> Option<i64> {
     None
 }
 
+/// The executable's load bias: where the first object `dl_iterate_phdr` reports (the
+/// executable) was loaded, relative to its link-time addresses.
+pub(crate) fn executable_bias() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: dl_iterate_phdr passes a valid `dl_phdr_info` for the call's duration
+            // (`dlpi_addr` is its first field, in every layout), and `data` is the `&mut u64`
+            // given below. The first object reported is the executable.
+            unsafe { *(data as *mut u64) = (*info).dlpi_addr as u64 };
+            1 // stop after the executable
+        }
+        let mut bias: u64 = 0;
+        // SAFETY: the callback only reads the info it is given and writes `bias`.
+        let called = unsafe { libc::dl_iterate_phdr(Some(first), (&mut bias as *mut u64).cast()) };
+        (called == 1).then_some(bias)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 /// This thread's thread-local block of the executable (the first object `dl_iterate_phdr`
 /// reports), if the executable has one.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -66,6 +66,11 @@ pub enum ChildMessage {
         /// knows how to read the thread pointer on this architecture.
         #[serde(default)]
         tls_offset: Option<i64>,
+        /// The executable's load bias (run-time minus link-time addresses). The anchor tells
+        /// it only when the runtime is linked into the executable; cargo hot links the
+        /// dependencies, the runtime among them, into a library of their own.
+        #[serde(default)]
+        executable_bias: Option<u64>,
     },
     /// The outcome of the reload with the same `id`. On failure nothing was switched:
     /// the previous code keeps running.
@@ -168,7 +173,7 @@ mod tests {
     #[test]
     fn a_hello_from_an_older_runtime_still_parses() {
         let hello: ChildMessage = decode(r#"{"type":"hello","pid":7,"protocol":1}"#).unwrap();
-        assert_eq!(hello, ChildMessage::Hello { pid: 7, protocol: 1, anchor: 0, tls_offset: None });
+        assert_eq!(hello, ChildMessage::Hello { pid: 7, protocol: 1, anchor: 0, tls_offset: None, executable_bias: None });
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::elf;
 use object::read::elf::{Dyn, ElfFile64, FileHeader};
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 pub const ENTRY_PREFIX: &str = "__hot_entry_";
 pub const LAYOUT_PREFIX: &str = "__hot_layout_";
@@ -258,12 +258,26 @@ pub fn function_code(path: &Path, names: &dyn Fn(&str) -> bool) -> Result<std::c
         }
     }
     starts.sort_unstable_by_key(|(section, address, _)| (section.0, *address));
+    // The last function of a section ends where the next section of its segment starts (the
+    // bytes between are alignment padding), or at the segment's end.
+    let mut section_starts: Vec<u64> = file.sections().filter(|s| s.address() != 0 && s.size() != 0).map(|s| s.address()).collect();
+    section_starts.sort_unstable();
+    let segments: Vec<(u64, u64)> = file.segments().map(|s| (s.address(), s.address() + s.size())).collect();
     let mut found: std::collections::HashMap<String, Vec<FunctionCode>> = std::collections::HashMap::new();
     for (name, section, address, size) in wanted {
         let next = starts.partition_point(|(s, a, _)| (s.0, *a) <= (section.0, address));
         let room = match starts.get(next) {
             Some((s, next_address, _)) if *s == section => next_address - address,
-            _ => size,
+            _ => {
+                let segment_end = segments.iter().find(|(start, end)| (*start..*end).contains(&address)).map(|(_, end)| *end);
+                let next_section = section_starts.iter().find(|start| **start > address).copied();
+                match (next_section, segment_end) {
+                    (Some(next), Some(end)) => next.min(end) - address,
+                    (None, Some(end)) => end - address,
+                    _ => size,
+                }
+                .max(size)
+            }
         };
         found.entry(name).or_default().push(FunctionCode { address, room });
     }

@@ -118,6 +118,16 @@ impl SourceSnapshot {
         SourceSnapshot(files.iter().filter_map(|path| Some((path.clone(), content_digest(&std::fs::read(path).ok()?)))).collect())
     }
 
+    /// The digest of `path`'s contents when the snapshot was taken, if it was in it.
+    pub fn digest(&self, path: &Path) -> Option<u64> {
+        self.0.get(path).copied()
+    }
+
+    /// The digest of `path`'s contents now (None if it cannot be read).
+    pub fn digest_now(path: &Path) -> Option<u64> {
+        std::fs::read(path).ok().map(|bytes| content_digest(&bytes))
+    }
+
     /// The files whose contents differ from the snapshot (or are gone).
     pub fn changed_files(&self) -> Vec<PathBuf> {
         self.0.iter().filter(|(path, digest)| !std::fs::read(path).is_ok_and(|bytes| content_digest(&bytes) == **digest)).map(|(p, _)| p.clone()).collect()
@@ -126,6 +136,11 @@ impl SourceSnapshot {
     /// Every `.rs` file under `dir` (a package directory), for comparing before and after a
     /// build whose list of files is not known yet.
     pub fn of_dir(dir: &Path, excluded: &crate::rules::Excluded) -> Self {
+        Self::of_dir_keeping(dir, excluded, &mut |_, _| {})
+    }
+
+    /// [`SourceSnapshot::of_dir`], giving `keep` each file's contents as it is read.
+    pub fn of_dir_keeping(dir: &Path, excluded: &crate::rules::Excluded, keep: &mut dyn FnMut(&Path, Vec<u8>)) -> Self {
         let mut snapshot = SourceSnapshot::default();
         let excluded = excluded.clone();
         let walker = ignore::WalkBuilder::new(dir).hidden(false).require_git(false).filter_entry(move |e| !excluded.contains(e.path())).build();
@@ -133,8 +148,21 @@ impl SourceSnapshot {
             let path = entry.into_path();
             if path.extension().is_some_and(|e| e == "rs") {
                 if let Ok(bytes) = std::fs::read(&path) {
-                    snapshot.0.insert(path, content_digest(&bytes));
+                    snapshot.0.insert(path.clone(), content_digest(&bytes));
+                    keep(&path, bytes);
                 }
+            }
+        }
+        snapshot
+    }
+
+    /// [`SourceSnapshot::of_files`], giving `keep` each file's contents as it is read.
+    pub fn of_files_keeping(files: &[PathBuf], keep: &mut dyn FnMut(&Path, Vec<u8>)) -> Self {
+        let mut snapshot = SourceSnapshot::default();
+        for path in files {
+            if let Ok(bytes) = std::fs::read(path) {
+                snapshot.0.insert(path.clone(), content_digest(&bytes));
+                keep(path, bytes);
             }
         }
         snapshot

@@ -104,7 +104,8 @@ impl Collector<'_> {
     }
 }
 
-fn mentions_impl(ty: &syn::Type) -> bool {
+/// Whether a type names an `impl Trait`.
+pub(crate) fn mentions_impl(ty: &syn::Type) -> bool {
     struct Finder(bool);
     impl<'ast> Visit<'ast> for Finder {
         fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {

@@ -112,7 +112,7 @@ impl VisitMut for BodyStripper {
 }
 
 /// Whether a body defines no item and calls no macro that could define one.
-fn defines_nothing(block: &syn::Block) -> bool {
+pub(crate) fn defines_nothing(block: &syn::Block) -> bool {
     struct Finder(bool);
     impl<'ast> Visit<'ast> for Finder {
         fn visit_item(&mut self, _: &'ast syn::Item) {

@@ -67,13 +67,18 @@ pub struct Homes {
     pub bias: Option<u64>,
 }
 
+/// The executable's load bias in the running program: as its runtime reports it, or from where
+/// the runtime's anchor is at run time (`anchor`) and where the binary's symbol table puts it
+/// (`host_anchor`: the runtime linked into the executable).
+pub fn load_bias(reported: Option<u64>, host_anchor: Option<u64>, anchor: u64) -> Option<u64> {
+    reported.or_else(|| host_anchor.filter(|_| anchor != 0).map(|linked| anchor.wrapping_sub(linked)))
+}
+
 impl Homes {
-    /// The host binary's statics in the running process: `anchor` is where the runtime's
-    /// anchor is at run time and `host_anchor` where the binary's symbol table puts it (their
-    /// difference is the load bias); `tls_offset` is the executable's thread-local block's
+    /// The host binary's statics in the running process, whose executable was loaded with
+    /// `bias` (see [`load_bias`]); `tls_offset` is the executable's thread-local block's
     /// offset from the thread pointer, when the runtime could tell.
-    pub fn of_program(statics: &[StaticSymbol], host_anchor: Option<u64>, anchor: u64, tls_offset: Option<i64>) -> Self {
-        let bias = host_anchor.filter(|_| anchor != 0).map(|linked| anchor.wrapping_sub(linked));
+    pub fn of_program(statics: &[StaticSymbol], bias: Option<u64>, tls_offset: Option<i64>) -> Self {
         let mut homes = Homes { bias, ..Homes::default() };
         for symbol in statics {
             let home = match (symbol.thread_local, bias, tls_offset) {

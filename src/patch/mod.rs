@@ -76,7 +76,7 @@ impl ObjectSource {
 /// defines is one of the shim's (`__rust_alloc` and its kin, forwarding to std's hidden
 /// `__rdl_alloc`). With a `#[global_allocator]`, rustc puts these functions in the crate's own
 /// object instead, beside `main`: that object stays.
-fn is_allocator_shim(data: &[u8]) -> bool {
+pub fn is_allocator_shim(data: &[u8]) -> bool {
     use object::{Object, ObjectSymbol};
     let Ok(file) = object::File::parse(data) else { return false };
     let defined: Vec<String> = file
@@ -339,7 +339,7 @@ impl Drop for Compiling {
 
 /// rustc runs with `--error-format=json` under cargo: each diagnostic becomes one (with its
 /// `rendered` text), artifact notifications are skipped, anything else passes through.
-fn rustc_diagnostic(line: &str, cwd: &Path, crate_name: Option<&str>) -> Option<Diagnostic> {
+pub(crate) fn rustc_diagnostic(line: &str, cwd: &Path, crate_name: Option<&str>) -> Option<Diagnostic> {
     let plain = |text: &str| Diagnostic {
         level: "other".into(),
         message: text.to_string(),

@@ -369,7 +369,7 @@ impl Attempt<'_> {
         if self.homes.as_ref().is_none_or(|(of, _)| *of != pid) {
             let info = self.supervisor.program_info(Duration::from_secs(3))?;
             let image = &patching.image;
-            *self.homes = Some((pid, Homes::of_program(&image.statics, image.anchor, info.anchor, info.tls_offset)));
+            *self.homes = Some((pid, Homes::of_program(&image.statics, patch::bind::load_bias(info.executable_bias, image.anchor, info.anchor), info.tls_offset)));
         }
         let (_, homes) = self.homes.as_mut().expect("found above");
         homes.declare(declared);

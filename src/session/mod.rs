@@ -97,6 +97,8 @@ struct Session {
     /// Where the running program keeps the boundaries' statics (found at its first patch).
     homes: Option<(u32, Homes)>,
     patches: u64,
+    /// A change since the last cargo build that only cargo builds (see `rebuild`).
+    cargo_due: Option<PathBuf>,
     /// The default boundary last announced.
     announced_boundary: Option<String>,
     /// The copy of cargo-hot that cargo runs as wrapper and linker (see `tool`).
@@ -161,6 +163,7 @@ impl Session {
             broken: Broken::No,
             homes: None,
             patches: 0,
+            cargo_due: None,
             announced_boundary: None,
             tool,
             reported: HashSet::new(),
@@ -259,6 +262,7 @@ impl Session {
                 return Ok(());
             }
             self.events.emit(Event::Change { paths: fixing.clone(), action: ChangeAction::Build { cause } });
+            self.note_what_only_cargo_builds(&fixing);
             if fixing.iter().any(|p| rules::changes_the_plan(p)) {
                 self.replan()?;
             }
@@ -273,6 +277,7 @@ impl Session {
         }
         match plan {
             classify::Plan::Restart { path, why } => {
+                self.note_what_only_cargo_builds(&paths);
                 let why = if self.restart_only.is_some() { restart_only_why(why) } else { why };
                 self.events.emit(Event::Change { paths: vec![path.clone()], action: ChangeAction::Restart { path: path.clone(), why: why.clone() } });
                 if paths.iter().any(|p| rules::changes_the_plan(p)) {
@@ -439,6 +444,33 @@ impl Session {
         self.announced_boundary = Some(boundary.package.clone());
     }
 
+    /// Remembers a change among `paths` that a rebuild without cargo would not see (a manifest,
+    /// a build script's input, a file of a package outside the workspace): the next build is
+    /// cargo's.
+    fn note_what_only_cargo_builds(&mut self, paths: &[PathBuf]) {
+        let Some(host) = &self.host else { return };
+        let cargo_only = paths.iter().find(|p| host.tree.classify(p).action != Action::Ignore && !host.workspace_sources.contains(*p));
+        if let (None, Some(path)) = (&self.cargo_due, cargo_only) {
+            self.cargo_due = Some(path.clone());
+        }
+    }
+
+    /// What the next build can compile without cargo (see `rebuild`), if it can.
+    fn replay(&self, cause: &RestartCause) -> Option<crate::rebuild::Replay> {
+        let host = self.host.as_ref()?;
+        let why = match (cause, &self.cargo_due) {
+            _ if self.restart_only.is_some() => return None,
+            (RestartCause::Requested, _) => "`r` asks cargo for a whole build".to_string(),
+            (_, Some(path)) => format!("{} changed, which only cargo builds", path.display()),
+            _ => match crate::rebuild::plan(&host.build, &host.sources_built, &host.changed_during_build) {
+                Ok(replay) => return Some(replay),
+                Err(why) => why,
+            },
+        };
+        self.events.emit(Event::Detail { message: format!("building with cargo: {why}") });
+        None
+    }
+
     /// Full build, then the new program replaces the old one (see the supervisor). A failed
     /// build keeps the old program running.
     fn rebuild_and_restart(&mut self, cause: RestartCause) -> Result<()> {
@@ -450,9 +482,13 @@ impl Session {
         }
         // What the boundaries' sources were when cargo started: if they differ afterwards,
         // the built program may hold other type definitions than the files now say.
-        let before = SourcesBefore::take(&self.plan, &self.excluded);
+        let compiled: Vec<PathBuf> = self.host.as_ref().map(|h| h.tree.all.iter().cloned().collect()).unwrap_or_default();
+        let before = SourcesBefore::take(&self.plan, &self.excluded, &compiled);
         let mode = if self.restart_only.is_some() { BuildMode::Plain } else { BuildMode::Hot };
-        let build = match build::build_host_settling_boundary(&mut self.plan, &tool, &self.events, mode)? {
+        let replay = self.replay(&cause);
+        let last = self.host.as_ref().map(HostState::whole_build);
+        let outcome = build::build_host_settling_boundary(&mut self.plan, &tool, &self.events, mode, last.zip(replay))?;
+        let build = match outcome {
             BuildOutcome::Built(build) => *build,
             // Ctrl-C stopped cargo: that is no failure to report, the session is ending.
             BuildOutcome::Failed { .. } if crate::signals::stopping() => return Ok(()),
@@ -464,6 +500,12 @@ impl Session {
             }
         };
         self.broken = Broken::No;
+        if !build.without_cargo {
+            self.cargo_due = None;
+        }
+        if let Some(why) = &build.link.split_failure {
+            self.events.warn_once(format!("the host is linked whole, its dependencies included, so restarts take longer: {why}"));
+        }
         self.remember_restart_files();
         self.announce_default_boundary();
         let host = HostState::derive(build, &self.plan, &before, &self.events)?;

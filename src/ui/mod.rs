@@ -76,7 +76,7 @@ fn no_color_unset() -> bool {
 /// `-v` adds every repeated ignored change, each command run and each program stop.
 pub fn shown(event: &Event, verbosity: Verbosity) -> bool {
     match event {
-        Event::Command { .. } | Event::Stopped { forced: false, .. } => verbosity >= Verbosity::Verbose,
+        Event::Command { .. } | Event::Detail { .. } | Event::Stopped { forced: false, .. } => verbosity >= Verbosity::Verbose,
         Event::Ignored { again, .. } => verbosity >= Verbosity::Verbose || (!again && verbosity >= Verbosity::Normal),
         Event::Patched(_)
         | Event::Restarted { .. }
@@ -100,7 +100,7 @@ pub fn shown(event: &Event, verbosity: Verbosity) -> bool {
 /// commands without `-v`, and cargo's status lines (progress events carry the same).
 pub fn in_json(event: &Event, verbosity: Verbosity) -> bool {
     match event {
-        Event::Command { .. } | Event::Ignored { again: true, .. } => verbosity >= Verbosity::Verbose,
+        Event::Command { .. } | Event::Detail { .. } | Event::Ignored { again: true, .. } => verbosity >= Verbosity::Verbose,
         Event::CargoOutput { status, .. } => !status,
         _ => true,
     }
@@ -258,7 +258,7 @@ mod tests {
         let ignored = |again| Event::Ignored { path: "/ws/notes.txt".into(), why: crate::events::Why::EnvFile, again };
         assert!(in_json(&ignored(false), Verbosity::Normal) && !in_json(&ignored(true), Verbosity::Normal));
         assert!(!in_json(&Event::CargoOutput { text: "   Compiling x".into(), status: true }, Verbosity::Verbose));
-        let building = Event::BuildStarted { target: "server".into() };
+        let building = Event::BuildStarted { target: "server".into(), without_cargo: vec![] };
         let failed = Event::CompileFailed { boundary: "web".into() };
         assert!(!shown(&building, Verbosity::Quiet) && shown(&building, Verbosity::Normal));
         assert!(shown(&failed, Verbosity::Quiet));

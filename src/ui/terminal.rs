@@ -60,7 +60,7 @@ impl Terminal {
     /// Starts, moves and ends the bar and the spinner.
     fn progress_for(&mut self, event: &Event) {
         match event {
-            Event::BuildStarted { target } => {
+            Event::BuildStarted { target, .. } => {
                 let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template("{prefix:>7} [{bar:30}] {pos}/{len} {wide_msg}")

@@ -121,13 +121,18 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
             }
         }
         Event::Ignored { path, why, .. } => vec![Line::new(Info, format!("{} changed → ignored ({why})", show(path)))],
-        Event::BuildStarted { target } => vec![Line::new(Info, format!("building `{target}`…"))],
+        Event::BuildStarted { target, without_cargo } if without_cargo.is_empty() => vec![Line::new(Info, format!("building `{target}`…"))],
+        Event::BuildStarted { target, without_cargo } => {
+            let crates: Vec<String> = without_cargo.iter().map(|c| format!("`{c}`")).collect();
+            vec![Line::new(Info, format!("building `{target}` (compiling {} without cargo)…", crates.join(", ")))]
+        }
         Event::BuildProgress { .. } | Event::PatchStarted { .. } | Event::Cleared | Event::SessionEnded { .. } => vec![],
         Event::Diagnostic(diagnostic) => vec![Line::new(Raw, diagnostic.rendered.clone())],
         Event::CargoOutput { text, .. } => vec![Line::new(Raw, format!("{text}\n"))],
         // A failed build is told by what follows it (the session's error, explain's refusal).
         Event::BuildFinished { .. } => vec![],
         Event::Command { command } => vec![Line::new(Info, format!("$ {command}"))],
+        Event::Detail { message } => vec![Line::new(Info, message.clone())],
         Event::Patched(patched) => patched_lines(patched),
         Event::CompileFailed { boundary } => {
             vec![Line::new(Error, format!("error: `{boundary}` does not compile; the program keeps running the last good code. Fix the error and save again"))]
