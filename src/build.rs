@@ -131,9 +131,9 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Event
     events.emit(Event::BuildStarted { target: plan.host.bin.clone(), without_cargo: replayed_crates.unwrap_or_default() });
     let replayed = match replay {
         Some((last, replay)) => {
-            let (session_dir, capture) = (plan.session_dir(), capture_dir(plan));
+            let capture = capture_dir(plan);
             let deps = deps_library_dir(plan);
-            let context = crate::rebuild::Workplace { session_dir: &session_dir, capture_dir: &capture, deps_dir: deps.as_deref(), tool, events };
+            let context = crate::rebuild::Workplace { capture_dir: &capture, deps_dir: deps.as_deref(), tool, events };
             match crate::rebuild::run(&last, &replay, &context) {
                 Ok(crate::rebuild::Replayed::Built(build)) => Some(Ok(BuildOutcome::Built(build))),
                 Ok(crate::rebuild::Replayed::Failed { diagnostics }) => Some(Ok(BuildOutcome::Failed { diagnostics })),

@@ -289,10 +289,10 @@ fn keep_symbols_object(args: &[String], dir: &Path) -> Result<()> {
 }
 
 /// Links the host again as `record` did, without rustc: the binary crate's own objects (and
-/// rustc's `symbols.o`) from where the linker role kept them (`objects`), each library whose
-/// file name `newer` has from its new path, into `output`. For a rebuild that compiled
-/// libraries whose dependents' code stays valid (see `rebuild`). Returns the new record.
-pub fn relink(record: &LinkRecord, objects: &Path, newer: &std::collections::HashMap<String, PathBuf>, output: &Path) -> Result<LinkRecord> {
+/// rustc's `symbols.o`) from where the linker role kept them (`objects`), the libraries from
+/// their paths (compiled again in place), into `output`. For a rebuild that compiled libraries
+/// whose dependents' code stays valid (see `rebuild`). Returns the new record.
+pub fn relink(record: &LinkRecord, objects: &Path, output: &Path) -> Result<LinkRecord> {
     let mut args = Vec::with_capacity(record.args.len());
     let mut iter = record.args.iter();
     while let Some(arg) = iter.next() {
@@ -306,8 +306,6 @@ pub fn relink(record: &LinkRecord, objects: &Path, newer: &std::collections::Has
             args.push(kept.display().to_string());
         } else if arg.ends_with(".rcgu.o") && objects.join(&name).is_file() {
             args.push(objects.join(&name).display().to_string());
-        } else if let Some(path) = newer.get(&name) {
-            args.push(path.display().to_string());
         } else {
             args.push(arg.clone());
         }
