@@ -183,6 +183,29 @@ impl<'data> Code<'data> {
         self.functions.iter().filter(|(name, _)| is_main(name)).flat_map(|(_, nodes)| nodes.iter().copied()).collect()
     }
 
+    /// The lines and columns of the panic locations a function's code refers to (its copies
+    /// combined): the fingerprints count a location by its file only.
+    pub fn location_lines(&self, name: &str) -> Vec<(u32, u32)> {
+        let mut lines = Vec::new();
+        for &(index, section) in self.functions.get(name).into_iter().flatten() {
+            let Ok(section) = self.files[index].section_by_index(section) else { continue };
+            for (_, relocation) in section.relocations() {
+                let Some(target) = resolve(&self.files, &self.globals, index, relocation.target()) else { continue };
+                let Ok(data) = self.files[target.0].section_by_index(target.1) else { continue };
+                let Ok(bytes) = data.data() else { continue };
+                let mut relocations = data.relocations();
+                let single = matches!((relocations.next(), relocations.next()), (Some((0, _)), None));
+                if single && bytes.len() == 24 && data.name().is_ok_and(|n| n.starts_with(".data.rel.ro")) {
+                    let line = u32::from_le_bytes(bytes[16..20].try_into().expect("4 bytes"));
+                    let column = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+                    lines.push((line, column));
+                }
+            }
+        }
+        lines.sort_unstable();
+        lines
+    }
+
     /// A fresh fingerprinting of these objects' sections.
     fn contents(&self) -> Contents<'_, 'data> {
         Contents { files: &self.files, globals: &self.globals, section_functions: &self.section_functions, memo: HashMap::new(), visiting: HashSet::new() }
@@ -297,6 +320,20 @@ pub fn diff(old: &Code, new: &Code) -> FunctionDiff {
     changed.sort();
     added.sort();
     FunctionDiff { changed, added }
+}
+
+/// The functions both compiles define with the same code whose panic locations name other
+/// lines or columns (code moved below an edit).
+pub fn moved_locations(old: &Code, new: &Code, diff: &FunctionDiff) -> Vec<String> {
+    let changed: HashSet<&str> = diff.changed.iter().map(String::as_str).collect();
+    let mut moved: Vec<String> = new
+        .function_names()
+        .filter(|name| !changed.contains(name) && old.functions.contains_key(*name))
+        .filter(|name| old.location_lines(name) != new.location_lines(name))
+        .map(str::to_string)
+        .collect();
+    moved.sort();
+    moved
 }
 
 /// `main` (the C entry point rustc generates) and the crate's `fn main`.

@@ -191,6 +191,10 @@ pub struct Patched {
     pub redirected_copies: usize,
     /// Functions whose compiled code changed.
     pub functions_changed: usize,
+    /// Functions the patch carries, and functions it left out: they jump to the running
+    /// program's copies (see `thin`).
+    pub functions_carried: usize,
+    pub functions_left_out: usize,
     /// The boundary's types whose layout changed, none of whose old values can meet the new
     /// code (request-local types: see `layout`).
     pub layouts_changed: Vec<String>,

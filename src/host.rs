@@ -39,6 +39,10 @@ pub struct HostState {
     /// The workspace crates (unit keys) one of whose files changed while this build ran: what
     /// it compiled of them is not known (see `rebuild`).
     pub changed_during_build: std::collections::HashSet<String>,
+    /// The hot crates (unit keys) a patch compiled in cargo's own directories since this build
+    /// (see `patch::Flags::Cargo`): cargo's library of each holds an edited version, and the
+    /// next rebuild compiles it again whatever its sources say.
+    pub cargo_outputs_patched: std::collections::HashSet<String>,
 }
 
 /// What checking and linking patches of this build needs.
@@ -68,6 +72,21 @@ pub struct BoundaryState {
     /// What the running program runs of this boundary, and how the rest of the program
     /// reaches it; None when it could not be read (every edit then restarts, saying why).
     pub running: Result<RunningCode, String>,
+}
+
+impl BoundaryState {
+    /// Where its patches are compiled: cargo's own directories for the binary's crate (its
+    /// patches have cargo's flags, and its incremental cache is cargo's, warm) and for a library
+    /// compiled with cargo's flags (see `patch::Flags::Cargo`); cargo hot's own otherwise.
+    pub fn compile_dirs(&self) -> crate::patch::CompileDirs {
+        let binary = matches!(self.unit.objects, UnitObjects::Binary { .. });
+        let cargo_flags = self.running.as_ref().is_ok_and(|r| r.flags == crate::patch::Flags::Cargo);
+        if binary || cargo_flags {
+            crate::patch::CompileDirs::cargo(&self.unit, &self.dirs)
+        } else {
+            self.dirs.clone()
+        }
+    }
 }
 
 /// The boundary's code as the running program has it: the compiled code of its newest
@@ -332,6 +351,9 @@ impl HostState {
                 None => (None, Err("the boundary changed while the program was being built".to_string())),
             };
             let dirs = crate::patch::CompileDirs::of(&unit, &plan.session_dir());
+            if let Some(build_dir) = dirs.out.parent() {
+                crate::housekeeping::mark_used(build_dir);
+            }
             boundaries.push(BoundaryState { unit, loaded, compile_failed: None, dirs, warmup: None, types_warmup: None, running });
         }
         let names: Vec<String> = boundaries.iter().map(|b| b.unit.boundary.package.clone()).collect();
@@ -355,6 +377,7 @@ impl HostState {
             sources_built: before.clone(),
             workspace_sources,
             changed_during_build,
+            cargo_outputs_patched: Default::default(),
         })
     }
 
@@ -372,13 +395,15 @@ impl HostState {
             return;
         }
         let queue = crate::warmup::Queue::new();
+        // The binary's patches compile in cargo's directories, whose cache cargo left warm.
         let warmable: Vec<usize> = (0..self.boundaries.len())
             .rev()
             .filter(|i| self.boundaries[*i].loaded.is_some() && self.boundaries[*i].unit.invocation.debug_assertions())
+            .filter(|i| matches!(self.boundaries[*i].unit.objects, UnitObjects::Rlib(_)))
             .collect();
         for &index in &warmable {
             let state = &mut self.boundaries[index];
-            match queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Low) {
+            match queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Low, &[]) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),
             }
@@ -387,7 +412,7 @@ impl HostState {
         for &index in &warmable {
             let state = &mut self.boundaries[index];
             if matches!(state.unit.objects, UnitObjects::Rlib(_)) {
-                state.types_warmup = queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Idle).ok();
+                state.types_warmup = queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Idle, &[]).ok();
             }
         }
         self.warmups = Some(queue);
@@ -409,13 +434,16 @@ impl HostState {
         self.outside = Some(read_outside(&self.build, &units, plan).map_err(|err| format!("{err:#}")));
     }
 
-    /// Waits (at most `timeout` in all) until the first warm-up compile has read its sources
-    /// (the others are queued behind it: see `warmup`).
-    pub fn wait_until_warm_ups_read_their_sources(&mut self, timeout: std::time::Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        for warmup in self.boundaries.iter_mut().rev().filter_map(|b| b.warmup.as_mut()).take(1) {
-            warmup.wait_until_sources_read(deadline);
-        }
+    /// Queues a compile of hot crate `index` as the program now runs it, with the patch's flags
+    /// in cargo hot's directories, against the `newer` compiles of the hot crates it depends on:
+    /// its patches replay cargo's command (see `patch::Flags::Cargo`), and from the first one
+    /// after this compile has ended they are compiled with line tables again (see
+    /// `Attempt::take_warm_up`).
+    pub fn warm_up_again(&mut self, index: usize, tool: &Path, newer: &[crate::span::Newer]) {
+        let queue = self.warmups.get_or_insert_with(crate::warmup::Queue::new);
+        let files = self.tree.boundary_files(index);
+        let state = &mut self.boundaries[index];
+        state.warmup = queue.push(&state.unit, tool, &state.dirs, &files, crate::warmup::Priority::Low, newer).ok();
     }
 
     /// Kills the warm-up compiles still running (dropping one kills it).

@@ -69,8 +69,9 @@ pub enum Replayed {
 /// started), and every crate that depends on one of those, unless what its dependents compile
 /// of it is as it was (see `downstream`).
 /// `raced`: the crates (unit keys) whose files changed while `build` ran (what it compiled of
-/// them is not known).
-pub fn plan(build: &HostBuild, compiled: &SourcesBefore, raced: &HashSet<String>) -> Result<Replay, String> {
+/// them is not known); `overwritten`: those whose library in cargo's directory a patch
+/// compiled again since (compiled again whatever their sources say).
+pub fn plan(build: &HostBuild, compiled: &SourcesBefore, raced: &HashSet<String>, overwritten: &HashSet<String>) -> Result<Replay, String> {
     let units = &build.workspace_units;
     if units.is_empty() || !units.last().is_some_and(|u| u.binary) {
         return Err("the host's own rustc command was not captured".to_string());
@@ -81,7 +82,8 @@ pub fn plan(build: &HostBuild, compiled: &SourcesBefore, raced: &HashSet<String>
         let dep_info = unit.invocation.dep_info_path().ok_or_else(|| format!("the command of `{}` has no --out-dir", unit.package))?;
         let files = crate::depinfo::read(&dep_info, &unit.invocation.cwd).map_err(|err| format!("{err:#}"))?;
         let changed: Vec<PathBuf> = files.into_iter().filter(|f| compiled.unchanged(f) != Some(true)).collect();
-        if !changed.is_empty() {
+        let overwritten = unit.invocation.unit_key().is_some_and(|key| overwritten.contains(&key));
+        if !changed.is_empty() || overwritten {
             edited.insert(index);
             changed_files.insert(index, changed);
         }

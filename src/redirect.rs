@@ -23,21 +23,37 @@ pub struct RunningCopies {
     host: HashMap<String, Vec<FunctionCode>>,
     /// In applied patches, at run-time addresses.
     patches: HashMap<String, Vec<FunctionCode>>,
+    /// The copy the newest patch that carried the function has (run-time address).
+    newest: HashMap<String, u64>,
 }
 
 impl RunningCopies {
     /// The host binary's copies of `names`.
     pub fn of_host(executable: &Path, names: &HashSet<String>) -> Result<Self> {
-        Ok(RunningCopies { host: elf::function_code(executable, &|name| names.contains(name))?, patches: HashMap::new() })
+        Ok(RunningCopies { host: elf::function_code(executable, &|name| names.contains(name))?, patches: HashMap::new(), newest: HashMap::new() })
     }
 
-    /// Records the functions of a patch the program loaded at `base`.
-    pub fn add_patch(&mut self, patch: &Path, base: u64) -> Result<()> {
+    /// Records the functions of a patch the program loaded at `base`; those it `carried` (the
+    /// others jump to an older copy: see `thin`) are the newest copies from now on.
+    pub fn add_patch(&mut self, patch: &Path, base: u64, carried: &HashSet<String>) -> Result<()> {
         for (name, copies) in elf::function_code(patch, &|_| true)? {
-            let copies = copies.into_iter().map(|c| FunctionCode { address: base.wrapping_add(c.address), room: c.room });
+            let copies: Vec<FunctionCode> = copies.into_iter().map(|c| FunctionCode { address: base.wrapping_add(c.address), room: c.room }).collect();
+            if let (true, Some(first)) = (carried.contains(&name) && base != 0, copies.first()) {
+                self.newest.insert(name.clone(), first.address);
+            }
             self.patches.entry(name).or_default().extend(copies);
         }
         Ok(())
+    }
+
+    /// Where the running program has the newest copy of `name` (a run-time address): the one
+    /// the newest patch that carried it has, else the host binary's, whose load bias is `bias`.
+    pub fn running_address(&self, name: &str, bias: Option<u64>) -> Option<u64> {
+        if let Some(address) = self.newest.get(name) {
+            return Some(*address);
+        }
+        let copy = self.host.get(name)?.first()?;
+        Some(copy.address.wrapping_add(bias?))
     }
 
     /// Whether every running copy of `name` can take a jump: Err(why) when one cannot.

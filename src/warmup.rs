@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -102,8 +102,9 @@ impl Queue {
     }
 
     /// Queues the compile of `unit` with the patch's flags (`line_tables`) or with full debug
-    /// info in `dirs` (see `patch::start_types_compile`).
-    pub fn push(&self, unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf], priority: Priority) -> Result<Warmup> {
+    /// info in `dirs` (see `patch::start_types_compile`), against the `newer` compiles of the
+    /// hot crates it depends on (see `span`).
+    pub fn push(&self, unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, files: &[PathBuf], priority: Priority, newer: &[crate::span::Newer]) -> Result<Warmup> {
         let line_tables = priority == Priority::Low;
         let dirs = if line_tables { dirs.clone() } else { dirs.for_types() };
         let sources = crate::abi::SourceSnapshot::of_files(files);
@@ -111,7 +112,7 @@ impl Queue {
         let dep_info = dirs.dep_info(unit);
         let _ = std::fs::remove_file(&dep_info);
         let flags = if line_tables { crate::patch::Flags::LineTables } else { crate::patch::Flags::FullDebug };
-        let mut command = crate::patch::compile_command(unit, tool, &dirs, flags, &[])?;
+        let mut command = crate::patch::compile_command(unit, tool, &dirs, flags, newer)?;
         command.stdout(Stdio::null()).stderr(Stdio::null());
         let shared = Arc::new(Shared { state: Mutex::new(State::Queued { command: Box::new(command), priority }), changed: Condvar::new() });
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(shared.clone());
@@ -200,16 +201,15 @@ impl Shared {
 }
 
 impl Warmup {
-    /// Waits until rustc has read the sources (its dep-info is written right after macro
-    /// expansion, once every file is loaded), it has ended, or `deadline` has passed. A
-    /// warm-up still queued returns at once.
-    pub fn wait_until_sources_read(&mut self, deadline: Instant) {
-        while !self.dep_info.exists() && Instant::now() < deadline {
-            if !matches!(*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()), State::Running { .. } | State::Starting) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+    /// The crate's sources when the compile was queued: what it compiles, if
+    /// [`Warmup::wait`] says so.
+    pub fn sources(&self) -> &crate::abi::SourceSnapshot {
+        &self.sources
+    }
+
+    /// Whether the compile has ended (or never will run): [`Warmup::wait`] then does not wait.
+    pub fn ended(&self) -> bool {
+        matches!(*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()), State::Ended(_) | State::Cancelled)
     }
 
     /// Waits until the warm-up has ended, running it now (at normal priority) if it is still

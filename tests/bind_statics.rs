@@ -240,7 +240,7 @@ fn patches_are_linked_by_rust_lld_whatever_links_the_host_or_binding_is_refused(
     let linker = PatchLinker::find(&host_record, std::path::Path::new(&rustc));
     assert!(matches!(&linker, PatchLinker::Lld(lld) if lld.ends_with("rust-lld")), "{linker:?}");
     let output = dir.path().join("patch.so");
-    let linked = patch::link(patch::ObjectSource::Rlib(rlib.clone()).read().unwrap(), &linker, &dir.path().join("objects"), &output, &homes).unwrap().unwrap();
+    let linked = patch::link(patch::ObjectSource::Rlib(rlib.clone()).read().unwrap(), &linker, &dir.path().join("objects"), &output, &homes, false).unwrap().unwrap();
     assert!(linked.bound.statics >= 2 && linked.bound.thread_locals >= 1, "{:?}", linked.bound);
     let so = std::fs::read(&output).unwrap();
     let file = object::File::parse(&*so).unwrap();
@@ -249,6 +249,6 @@ fn patches_are_linked_by_rust_lld_whatever_links_the_host_or_binding_is_refused(
 
     // Without rust-lld, a patch that would bind a static is refused (a restart), not mislinked.
     let driver = PatchLinker::Driver { driver: "cc".into(), flags: vec![] };
-    let refused = patch::link(patch::ObjectSource::Rlib(rlib.clone()).read().unwrap(), &driver, &dir.path().join("objects"), &output, &homes).unwrap().unwrap_err();
+    let refused = patch::link(patch::ObjectSource::Rlib(rlib.clone()).read().unwrap(), &driver, &dir.path().join("objects"), &output, &homes, false).unwrap().unwrap_err();
     assert!(refused.0.contains("rust-lld"), "{}", refused.0);
 }

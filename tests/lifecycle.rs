@@ -159,14 +159,18 @@ fn statics_and_thread_locals_keep_their_values_and_a_changed_static_type_restart
     assert_eq!(get(&run, "/thread-local").body, "2");
 
     // The OnceLock's initializer changes, but it already holds a value: that value is kept.
+    // So does the thread-local's: each thread keeps its value.
     let mark = run.log().len();
     fixture.edit(WEB, "\"cache v1\"", "\"cache v2\"");
     fixture.edit(WEB, "format!(\"served={served} cache={started}\")", "format!(\"served {served}, cache {started}\")");
+    fixture.edit(WEB, "const { Cell::new(0) }", "const { Cell::new(100) }");
     patched(&run, mark, 1);
     assert_eq!(get(&run, "/served").body, "served 3, cache cache v1", "{}", run.log());
     assert_eq!(get(&run, "/thread-local").body, "3");
     let log = run.log();
-    assert!(log[mark..].contains("static reference") && log[mark..].contains("thread-local reference"), "{log}");
+    // The patch's new code uses the program's statics (the code that reaches the thread-local is
+    // the program's own, unchanged: a patch carries only what changed, see `thin`).
+    assert!(log[mark..].contains("static reference"), "{log}");
     assert_eq!(run.pid(), pid);
 
     // A second patch binds them again.

@@ -200,3 +200,42 @@ fn no_hot_restarts_for_every_edit_and_says_so_once() {
     assert!(log[mark..].contains("changed → restart (restart-only mode)"), "{log}");
     assert!(!log.contains("patched"), "{log}");
 }
+
+/// Every process cargo hot starts is reaped as soon as it exits: its warm-up compiles, cargo,
+/// the program. A zombie child would stay in the process table until the next patch.
+#[test]
+fn no_child_of_cargo_hot_is_left_a_zombie() {
+    let fixture = Fixture::copy("axum-app");
+    let run = HotRun::start(&fixture, &[]);
+    let session = run.session_pid();
+    let zombie_children = || -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+                // `pid (comm) state ppid ...`
+                let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+                fields.first() == Some(&"Z") && fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(session)
+            })
+            .collect()
+    };
+    // Through the warm-up compiles (they run after the start) and a restart: a zombie seen twice,
+    // a second apart, was not reaped.
+    let mut seen: Vec<u32> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut restarted = false;
+    while Instant::now() < deadline {
+        let now = zombie_children();
+        let lasting: Vec<u32> = now.iter().copied().filter(|pid| seen.contains(pid)).collect();
+        assert!(lasting.is_empty(), "children of cargo hot left zombies: {lasting:?}\n{}", run.log());
+        seen = now;
+        if !restarted && Instant::now() + Duration::from_secs(4) > deadline {
+            fixture.edit(SHARED, "\"shared-v1\"", "\"shared-v2\"");
+            restarted = true;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    run.wait_for_response("/version", WAIT, |b| b.contains("shared-v2"));
+}

@@ -259,10 +259,13 @@ pub fn function_code(path: &Path, names: &dyn Fn(&str) -> bool) -> Result<std::c
     }
     starts.sort_unstable_by_key(|(section, address, _)| (section.0, *address));
     // The last function of a section ends where the next section of its segment starts (the
-    // bytes between are alignment padding), or at the segment's end.
+    // bytes between are alignment padding), or where the page holding the segment's end ends:
+    // the rest of that page is mapped with it and belongs to no section (the next segment
+    // starts on another page).
     let mut section_starts: Vec<u64> = file.sections().filter(|s| s.address() != 0 && s.size() != 0).map(|s| s.address()).collect();
     section_starts.sort_unstable();
-    let segments: Vec<(u64, u64)> = file.segments().map(|s| (s.address(), s.address() + s.size())).collect();
+    const PAGE: u64 = 4096;
+    let segments: Vec<(u64, u64)> = file.segments().map(|s| (s.address(), (s.address() + s.size()).div_ceil(PAGE) * PAGE)).collect();
     let mut found: std::collections::HashMap<String, Vec<FunctionCode>> = std::collections::HashMap::new();
     for (name, section, address, size) in wanted {
         let next = starts.partition_point(|(s, a, _)| (s.0, *a) <= (section.0, address));

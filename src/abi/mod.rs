@@ -27,8 +27,9 @@ pub use source::{CrateSource, LoadedDefinitions, SourceSnapshot, TypeDefinitions
 #[derive(Debug, Clone)]
 pub struct HostImage {
     pub symbols: ElfSymbols,
-    /// Symbols defined by the libraries the host loads.
-    pub library_symbols: HashSet<String>,
+    /// Symbols defined by the libraries the host loads, one set per library (read once per
+    /// version of each: see [`library_symbols`]).
+    pub library_symbols: Vec<std::sync::Arc<HashSet<String>>>,
     /// Libraries the host needs that could not be found (their symbols are unknown).
     pub missing_libraries: Vec<String>,
     /// The boundaries' statics and thread-locals, whose running copies patches use.
@@ -43,11 +44,11 @@ impl HostImage {
     /// `boundary_crates` are the crate names whose statics patches bind.
     pub fn read(executable: &Path, boundary_crates: &[String]) -> Result<Self> {
         let (symbols, statics, anchor) = elf::read_host(executable, boundary_crates, hot::protocol::ANCHOR_SYMBOL)?;
-        let mut library_symbols = HashSet::new();
+        let mut library_symbols = Vec::new();
         let mut missing_libraries = Vec::new();
         for (name, path) in elf::needed_libraries(executable, &symbols) {
-            match path.and_then(|p| elf::read(&p).ok()) {
-                Some(library) => library_symbols.extend(library.defined),
+            match path.and_then(|p| self::library_symbols(&p)) {
+                Some(defined) => library_symbols.push(defined),
                 None => missing_libraries.push(name),
             }
         }
@@ -61,8 +62,27 @@ impl HostImage {
 
     /// Whether the running program (or a library it loads) defines `name`.
     pub fn defines(&self, name: &str) -> bool {
-        self.symbols.defined.contains(name) || self.library_symbols.contains(name)
+        self.symbols.defined.contains(name) || self.library_symbols.iter().any(|library| library.contains(name))
     }
+}
+
+/// The symbols a shared library defines, read once per version of the file: the host's
+/// dependencies' library (see `deps_library`) has hundreds of thousands, and stays the same from
+/// one restart to the next.
+fn library_symbols(path: &Path) -> Option<std::sync::Arc<HashSet<String>>> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, (std::time::SystemTime, u64, std::sync::Arc<HashSet<String>>)>>;
+    static READ: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let metadata = std::fs::metadata(path).ok()?;
+    let version = (metadata.modified().ok()?, metadata.len());
+    let cache = READ.get_or_init(Default::default);
+    if let Some((modified, len, defined)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+        if (*modified, *len) == version {
+            return Some(defined.clone());
+        }
+    }
+    let defined = std::sync::Arc::new(elf::read(path).ok()?.defined);
+    cache.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), (version.0, version.1, defined.clone()));
+    Some(defined)
 }
 
 fn belongs_to(key: &str, crate_name: &str) -> bool {
@@ -174,7 +194,7 @@ mod tests {
                 exports: exports.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect::<BTreeMap<_, _>>(),
                 ..Default::default()
             },
-            library_symbols: ["malloc".to_string()].into(),
+            library_symbols: vec![std::sync::Arc::new(["malloc".to_string()].into())],
             missing_libraries: vec![],
             statics: vec![],
             anchor: None,

@@ -123,6 +123,16 @@ impl CompileDirs {
         CompileDirs { out: base.join("out"), incremental: base.join("incremental"), binary_objects: base.join("binary-objects") }
     }
 
+    /// cargo's own output and incremental directories for the unit (a patch of the binary
+    /// leaves its objects in `patch`'s `binary_objects`): a compile there replays cargo's command
+    /// exactly, and finds rustc's incremental cache as cargo's last build of the crate left it
+    /// (that cache is keyed by the output directory too: elsewhere the first compile is cold).
+    pub fn cargo(unit: &BoundaryUnit, patch: &CompileDirs) -> Self {
+        let out = unit.invocation.out_dir().unwrap_or_else(|| patch.out.clone());
+        let incremental = unit.invocation.codegen_option("incremental").map(|dir| unit.invocation.cwd.join(dir)).unwrap_or_else(|| patch.incremental.clone());
+        CompileDirs { out, incremental, binary_objects: patch.binary_objects.clone() }
+    }
+
     /// Where the same crate is compiled with full debug info, for the layouts of its types
     /// (see [`start_types_compile`]): its own directories, whose incremental cache matches
     /// those flags.
@@ -254,8 +264,9 @@ pub enum Flags {
     LineTables,
     /// The types' compile: full debug info in the objects (see [`start_types_compile`]).
     FullDebug,
-    /// cargo's own, for a crate whose running code is compared with cargo's objects (its
-    /// warm-up could not give a baseline: see `warmup`).
+    /// cargo's own, in cargo's own directories (see [`CompileDirs::cargo`]), for a crate
+    /// whose running code is compared with cargo's objects: its warm-up had not given a baseline
+    /// when the first edit came (see `warmup`).
     Cargo,
 }
 
@@ -409,8 +420,9 @@ fn toolchain_lld(rustc: &Path) -> Option<PathBuf> {
 ///
 /// `-Bsymbolic`: calls inside the patch go to the patch's own (new) functions, not to the
 /// host's old copies of the same names. Everything else stays undefined until `dlopen`,
-/// where it resolves to the host's own copies.
-pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, output: &Path, homes: &Homes) -> Result<Result<Linked, Unbindable>> {
+/// where it resolves to the host's own copies. `gc_sections`: the objects' left-out functions
+/// are jumps (see `thin`), and what only their bodies used is dropped.
+pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, output: &Path, homes: &Homes, gc_sections: bool) -> Result<Result<Linked, Unbindable>> {
     let started = Instant::now();
     if objects.is_empty() {
         bail!("the compiled boundary has no object files");
@@ -448,6 +460,12 @@ pub fn link(objects: Vec<ObjectFile>, linker: &PatchLinker, work_dir: &Path, out
         PatchLinker::Lld(_) => format!("--version-script={}", version_script.display()),
         PatchLinker::Driver { .. } => format!("-Wl,--version-script={}", version_script.display()),
     });
+    if gc_sections {
+        args.push(match linker {
+            PatchLinker::Lld(_) => "--gc-sections".to_string(),
+            PatchLinker::Driver { .. } => "-Wl,--gc-sections".to_string(),
+        });
+    }
     args.extend(objects.iter().map(|o| o.display().to_string()));
     let status = linker::run_with_response_file(&program, &args)?;
     if !status.success() {

@@ -105,6 +105,9 @@ pub struct Analysis {
     /// effect (they hold a copy of it, or create what changed): with them in the patch, the
     /// analysis is run again (see `span`).
     pub needs: BTreeSet<usize>,
+    /// The functions (mangled) the patch must carry; the others are the running program's
+    /// (see `thin`).
+    pub carried: std::collections::BTreeSet<String>,
 }
 
 /// Why a function is not redirected.
@@ -267,6 +270,8 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
         }
         analysis.redirect = redirect.into_iter().collect();
     }
+    let moved = codediff::moved_locations(&old_code, &new, &diff);
+    analysis.carried = crate::thin::carried(&new, &diff, &moved, &analysis.redirect).into_iter().collect();
     analysis.also_run_at_start_up.sort();
     analysis.also_run_at_start_up.dedup();
     analysis.stale = stale.into_iter().map(|(function, why)| Stale { function, why }).collect();

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hot::protocol::ReloadOutcome;
 
 use crate::abi::{self, CrateSource};
@@ -83,6 +83,7 @@ impl Attempt<'_> {
                 }
             }
         }
+        let compile_dirs = self.compile_dirs(index);
         let mut compiles: Vec<CrateCompile> = Vec::new();
         // An earlier patch changed type definitions of this crate or one it is compiled
         // against: its new code describes those layouts (see `layouts_across`).
@@ -102,7 +103,7 @@ impl Attempt<'_> {
         self.events.emit(Event::Command { command: format!("{} (the boundary's command, for a patch)", unit.invocation.rustc.display()) });
         let newer = self.newer_crates(index, &span);
         let flags = self.host.boundaries[index].running.as_ref().map_or(patch::Flags::LineTables, |r| r.flags);
-        let compiling = patch::start_compile(&unit, self.tool, &dirs, flags, &newer)?;
+        let compiling = patch::start_compile(&unit, self.tool, &compile_dirs, flags, &newer)?;
         let parsed = CrateSource::read(&files);
         let binary = matches!(unit.objects, UnitObjects::Binary { .. });
         let mut types_compile = None;
@@ -135,7 +136,7 @@ impl Attempt<'_> {
             return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
         }
         compiles.push(CrateCompile { package: boundary.clone(), compile_ms: ms(compiled.duration) });
-        let new_files = crate::depinfo::read(&dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
+        let new_files = crate::depinfo::read(&compile_dirs.dep_info(&unit), &unit.invocation.cwd).unwrap_or_else(|_| files.clone());
         // A module was added or removed: read the crate's files as rustc just listed them.
         let reread = sorted(&new_files) != sorted(&files);
         let parsed = if reread { CrateSource::read(&new_files) } else { parsed };
@@ -374,10 +375,26 @@ impl Attempt<'_> {
         let (_, homes) = self.homes.as_mut().expect("found above");
         homes.declare(declared);
         let also_run_at_start_up = analysis.also_run_at_start_up.clone();
-        let objects: Vec<patch::ObjectFile> = span_objects.iter().flat_map(|(_, objects)| objects.iter().cloned()).collect();
+        // Only what must be new: the other functions jump to the running program's copies.
+        let carried: std::collections::HashSet<String> = analysis.carried.iter().cloned().collect();
+        let bias = homes.bias;
+        let mut objects: Vec<patch::ObjectFile> = Vec::new();
+        let mut left_out = crate::thin::Stubbed::default();
+        for (member, member_objects) in &span_objects {
+            let copies = match &self.host.boundaries[*member].running {
+                Ok(RunningCode { program: Some(program), .. }) => Some(&program.copies),
+                _ => None,
+            };
+            let running = |name: &str| copies.and_then(|c| c.running_address(name, bias));
+            for object in member_objects {
+                let mut data = object.data.clone();
+                left_out += crate::thin::stub_object(&mut data, &carried, &running).with_context(|| format!("cannot read the object {}", object.name))?;
+                objects.push(patch::ObjectFile { name: object.name.clone(), data });
+            }
+        }
         let patch_path = self.patch_dir.join(format!("{}-{}.so", unit.boundary.crate_name, self.number));
         std::fs::create_dir_all(&self.patch_dir)?;
-        let linked = match patch::link(objects, &patching.linker, &self.patch_dir.join("objects"), &patch_path, homes)? {
+        let linked = match patch::link(objects, &patching.linker, &self.patch_dir.join("objects"), &patch_path, homes, left_out.functions > 0)? {
             Ok(linked) => linked,
             Err(unbindable) => return refuse(Refusal::Unbindable { reason: unbindable.0 }),
         };
@@ -394,10 +411,12 @@ impl Attempt<'_> {
             }
         }
         let checked = Instant::now();
-        let approved = match abi::check_file(&patching.image, &crate_names, &patch_path)? {
+        let mut approved = match abi::check_file(&patching.image, &crate_names, &patch_path)? {
             Ok(approved) => approved,
             Err(rejection) => return refuse(Refusal::Gate { rejection }),
         };
+        // An export whose code is the running program's needs no switch.
+        approved.exports.retain(|key| carried.contains(&format!("{}{key}", crate::abi::elf::ENTRY_PREFIX)));
         let redirects = match self.plan_redirects(&analysis.redirect, &span_objects, &patch_path) {
             Ok(redirects) => redirects,
             Err(stale) => return refuse(Refusal::Stale { changes: vec![stale] }),
@@ -410,7 +429,7 @@ impl Attempt<'_> {
                     self.host.crates.generations[member] = self.number;
                     let Ok(running) = &mut self.host.boundaries[member].running else { continue };
                     running.objects = Some(objects);
-                    if let Some(Err(err)) = running.program.as_mut().map(|program| program.copies.add_patch(&patch_path, base)) {
+                    if let Some(Err(err)) = running.program.as_mut().map(|program| program.copies.add_patch(&patch_path, base, &carried)) {
                         self.events.warn(format!("cannot read the functions of {}: {err:#}", patch_path.display()));
                     }
                 }
@@ -454,6 +473,15 @@ impl Attempt<'_> {
                 if let Some(loaded) = &mut self.host.boundaries[index].loaded {
                     loaded.absorb(current);
                 }
+                // Crates patched with cargo's command get a compile of their running code with
+                // line tables, so that their next patches can be (see `take_warm_up`).
+                let members: Vec<usize> = span.iter().copied().collect();
+                for member in members {
+                    if self.host.boundaries[member].running.as_ref().is_ok_and(|r| r.flags == patch::Flags::Cargo) {
+                        let newer = self.newer_crates(member, &BTreeSet::new());
+                        self.host.warm_up_again(member, self.tool, &newer);
+                    }
+                }
                 // Statics this patch introduced keep their values in later patches too (if the
                 // program said where it loaded the patch).
                 match abi::elf::read_statics(&patch_path, &crate_names, "") {
@@ -482,6 +510,8 @@ impl Attempt<'_> {
                     redirected,
                     redirected_copies: redirects.len(),
                     functions_changed: analysis.diff.changed.len(),
+                    functions_carried: carried.len(),
+                    functions_left_out: left_out.functions,
                     layouts_changed: changed_layouts.iter().filter(|t| !t.contains('<')).cloned().collect(),
                 })))
             }
@@ -491,18 +521,41 @@ impl Attempt<'_> {
 }
 
 impl Attempt<'_> {
-    /// Ends the warm-up of `member` (see `warmup`): the patch's compile builds on its
-    /// incremental cache, and its objects are the baseline of a library's code; read them
-    /// before the patch's compile overwrites them.
+    /// Ends the warm-up of `member` (see `warmup`), the first time a patch compiles it: the
+    /// patch's compile builds on its incremental cache, and its objects are the baseline of a
+    /// library's code (read before the patch's compile overwrites them). A warm-up that has
+    /// not ended is not waited for: it is stopped, and the crate's patches replay cargo's own
+    /// command in cargo's directories, whose cache cargo's build left warm, and compare with
+    /// cargo's objects (see `patch::Flags::Cargo`); so does one that compiled an edit.
     fn take_warm_up(&mut self, member: usize) {
         let state = &mut self.host.boundaries[member];
-        let Some(warmup) = state.warmup.take() else { return };
+        let library = matches!(state.unit.objects, UnitObjects::Rlib(_));
+        let unknown = state.running.as_ref().is_ok_and(|r| r.objects.is_none());
+        let warmup = state.warmup.take();
+        if let (Ok(running), false) = (&mut state.running, unknown) {
+            // Its patches replay cargo's command: a compile of the running code with the
+            // patch's flags that has ended brings them back to line tables (any other is
+            // stopped; the next patch queues one again).
+            let warmed = warmup.filter(|w| running.flags == patch::Flags::Cargo && w.ended() && *w.sources() == running.sources);
+            if let Some(Ok(objects)) = warmed.and_then(|w| w.wait().ok()).map(|()| state.dirs.objects(&state.unit).read()) {
+                running.objects = Some(objects);
+                running.flags = patch::Flags::LineTables;
+            }
+            return;
+        }
+        if warmup.is_none() && !(library && unknown) {
+            return;
+        }
         let mut flags = patch::Flags::LineTables;
-        let baseline = match warmup.wait() {
+        let warmed = match warmup {
+            Some(warmup) if warmup.ended() => warmup.wait(),
+            // Dropped: a queued one is cancelled, a running one killed.
+            Some(_) => Err(crate::warmup::Unwarmed::Failed("it had not ended".to_string())),
+            None => Err(crate::warmup::Unwarmed::Failed("none ran".to_string())),
+        };
+        let baseline = match warmed {
             Ok(()) => state.dirs.objects(&state.unit).read().map_err(|err| format!("{err:#}")),
-            // Edited before the warm-up read it: the patches of this crate compare with cargo's
-            // own objects, compiled with cargo's flags (the first one pays a whole compile).
-            Err(crate::warmup::Unwarmed::Edited(_)) if matches!(state.unit.objects, UnitObjects::Rlib(_)) => {
+            Err(_) if library => {
                 flags = patch::Flags::Cargo;
                 crate::host::unit_objects(&state.unit).read().map_err(|err| format!("{err:#}"))
             }
@@ -519,6 +572,20 @@ impl Attempt<'_> {
                 }
             }
         }
+    }
+
+    /// Where `member`'s patch compiles (see `BoundaryState::compile_dirs`); one in cargo's
+    /// directories leaves an edited version of the crate there, which the next rebuild must
+    /// compile again.
+    fn compile_dirs(&mut self, member: usize) -> patch::CompileDirs {
+        let state = &self.host.boundaries[member];
+        let dirs = state.compile_dirs();
+        if dirs.out != state.dirs.out {
+            if let Some(key) = state.unit.invocation.unit_key() {
+                self.host.cargo_outputs_patched.insert(key);
+            }
+        }
+        dirs
     }
 
     /// A crate the patch of `index` compiles again must be as the running program has it:
@@ -551,7 +618,7 @@ impl Attempt<'_> {
             .filter_map(|d| {
                 let state = &self.host.boundaries[*d];
                 match &state.unit.objects {
-                    UnitObjects::Rlib(rlib) => crate::span::Newer::of(rlib, &state.dirs.out),
+                    UnitObjects::Rlib(rlib) => crate::span::Newer::of(rlib, &state.compile_dirs().out),
                     UnitObjects::Binary { .. } => None,
                 }
             })
@@ -571,10 +638,11 @@ impl Attempt<'_> {
         let newer = self.newer_crates(member, span);
         let state = &self.host.boundaries[member];
         let (unit, dirs) = (state.unit.clone(), state.dirs.clone());
+        let compile_dirs = self.compile_dirs(member);
         self.events
             .emit(Event::Command { command: format!("{} (`{}`, compiled again with the patch)", unit.invocation.rustc.display(), unit.boundary.package) });
         let flags = self.host.boundaries[member].running.as_ref().map_or(patch::Flags::LineTables, |r| r.flags);
-        let compiling = patch::start_compile(&unit, self.tool, &dirs, flags, &newer)?;
+        let compiling = patch::start_compile(&unit, self.tool, &compile_dirs, flags, &newer)?;
         // A member that must describe moved layouts is compiled with its types meanwhile
         // (its own directories: the two compiles run side by side).
         let reads = !self.host.crates.layout_readers(&BTreeSet::from([member]), &types.moved, edited).is_empty();
@@ -630,7 +698,7 @@ impl Attempt<'_> {
                 Ok(_) => return Err(failed(format!("how the running program reaches `{}` was not read", state.unit.boundary.package))),
                 Err(why) => return Err(failed(format!("cannot compare the new code with the running program's: {why}"))),
             }
-            let objects = state.dirs.objects(&state.unit).read().map_err(|err| failed(format!("{err:#}")))?;
+            let objects = state.compile_dirs().objects(&state.unit).read().map_err(|err| failed(format!("{err:#}")))?;
             span_objects.push((member, objects));
         }
         // The running code of every hot crate, as one program: the span's baselines, the

@@ -36,11 +36,6 @@ use crate::wake::{Key, Wake};
 use crate::watch::FileWatcher;
 use attempt::{Attempt, PatchOutcome};
 
-/// How long a start waits for the warm-up compiles to have read their sources (about 40 ms
-/// measured on the example, 100 ms with a cold cache); past it the program starts anyway, and
-/// an edit that raced the warm-up restarts instead of patching.
-const WARM_UP_READ_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// How many ignored files one burst reports at most (a `git checkout` of a docs tree).
 const IGNORED_PER_BURST: usize = 10;
 
@@ -133,7 +128,8 @@ impl Session {
         let plan = metadata::plan(&args.selection, &args.options, &events)?;
         let session_dir = plan.session_dir();
         std::fs::create_dir_all(&session_dir).with_context(|| format!("cannot create {}", session_dir.display()))?;
-        remove_dead_sessions(&session_dir.join("patches"));
+        crate::housekeeping::remove_dead_sessions(&session_dir.join("patches"));
+        crate::housekeeping::remove_unused_caches(&session_dir);
         // Bound before anything is built: a port in use is reported at once.
         let listeners = crate::sockets::Listeners::bind(&plan.config.listen)?;
         let tool = crate::tool::stable_copy(&plan.tool_dir())?;
@@ -462,7 +458,7 @@ impl Session {
             _ if self.restart_only.is_some() => return None,
             (RestartCause::Requested, _) => "`r` asks cargo for a whole build".to_string(),
             (_, Some(path)) => format!("{} changed, which only cargo builds", path.display()),
-            _ => match crate::rebuild::plan(&host.build, &host.sources_built, &host.changed_during_build) {
+            _ => match crate::rebuild::plan(&host.build, &host.sources_built, &host.changed_during_build, &host.cargo_outputs_patched) {
                 Ok(replay) => return Some(replay),
                 Err(why) => why,
             },
@@ -534,17 +530,15 @@ impl Session {
         self.homes = None;
         let (trigger, trigger_at) = self.trigger;
         // The warm-up compiles the code the program is about to run, and is what a library's
-        // patches are compared with: it reads the sources before the program starts, so an
-        // edit made once the program answers is never in it (see `patch::Warmup`).
+        // patches are compared with once it has ended; an edit that comes first is patched by
+        // cargo's own command instead (see `Attempt::take_warm_up`): the program does not wait.
         if self.restart_only.is_none() {
-            let host = self.host.as_mut().expect("set above");
-            host.warm_up(&self.tool, &self.events);
-            host.wait_until_warm_ups_read_their_sources(WARM_UP_READ_TIMEOUT);
+            self.host.as_mut().expect("set above").warm_up(&self.tool, &self.events);
         }
         self.supervisor.start(StartRequest { launch, build_ms, trigger, trigger_at, cause })?;
         // The programs before it are gone, and with them the only process that could load
         // their patches.
-        remove_other_programs(&self.session_patches(), &self.program_patches());
+        crate::housekeeping::remove_other_programs(&self.session_patches(), &self.program_patches());
         if self.restart_only.is_none() {
             self.host.as_mut().expect("set above").read_program_views(&self.plan);
         }
@@ -558,8 +552,7 @@ impl Session {
 
     /// The running program's patches: removed once it is gone (a restart, the session's end).
     fn program_patches(&self) -> PathBuf {
-        let pid = self.supervisor.pid().map_or_else(|| "none".to_string(), |pid| pid.to_string());
-        self.session_patches().join(pid)
+        crate::housekeeping::program_patches(&self.session_patches(), self.supervisor.pid())
     }
 
     fn shutdown(&mut self, signal: Option<i32>) -> ExitCode {
@@ -614,22 +607,3 @@ fn session_patches_dir(plan: &Plan) -> PathBuf {
     plan.session_dir().join("patches").join(std::process::id().to_string())
 }
 
-/// Removes the patch directories in `session` other than `current`'s.
-fn remove_other_programs(session: &Path, current: &Path) {
-    let Ok(entries) = std::fs::read_dir(session) else { return };
-    for entry in entries.flatten().filter(|e| e.path() != current) {
-        let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
-
-/// Patches are kept while their session runs (a running program may execute their code);
-/// those of sessions that have ended are removed.
-fn remove_dead_sessions(patches: &Path) {
-    let Ok(entries) = std::fs::read_dir(patches) else { return };
-    for entry in entries.flatten() {
-        let alive = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_some_and(crate::sys::process_exists);
-        if !alive {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
