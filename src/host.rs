@@ -39,6 +39,9 @@ pub struct HostState {
     /// The workspace crates (unit keys) one of whose files changed while this build ran: what
     /// it compiled of them is not known (see `rebuild`).
     pub changed_during_build: std::collections::HashSet<String>,
+    /// The reading of how the program reaches its hot crates, while it runs (see
+    /// [`HostState::read_program_views`]).
+    views: Option<std::thread::JoinHandle<ProgramViews>>,
     /// The hot crates (unit keys) a patch compiled in cargo's own directories since this build
     /// (see `patch::Flags::Cargo`): cargo's library of each holds an edited version, and the
     /// next rebuild compiles it again whatever its sources say.
@@ -127,6 +130,13 @@ pub struct ProgramView {
     /// from the host's debug info (and updated by each patch); an error says why they could
     /// not be (a changed layout then restarts).
     pub types: TypesOfProgram,
+}
+
+/// What [`HostState::read_program_views`] reads: each boundary's view (None for one whose
+/// running code is not known), and how the code outside them reaches them.
+struct ProgramViews {
+    programs: Vec<Option<Result<ProgramView, String>>>,
+    outside: Result<crate::patch::reach::Outside, String>,
 }
 
 /// The running program's [`crate::layout::TypeFacts`], read on a thread of its own once the
@@ -378,6 +388,7 @@ impl HostState {
             workspace_sources,
             changed_during_build,
             cargo_outputs_patched: Default::default(),
+            views: None,
         })
     }
 
@@ -418,20 +429,41 @@ impl HostState {
         self.warmups = Some(queue);
     }
 
-    /// Reads how the running program reaches each boundary (see [`ProgramView`]) and how the
-    /// code outside them does: after the program has started, so that a restart does not wait
-    /// for it. A boundary whose view cannot be read restarts on every edit, saying why.
+    /// Starts reading how the running program reaches each boundary (see [`ProgramView`]) and
+    /// how the code outside them does, on a thread of its own: after the program has started,
+    /// so that a restart does not wait for it, and beside the first patch's compile (see
+    /// [`HostState::program_views`]).
     pub fn read_program_views(&mut self, plan: &Plan) {
-        for state in &mut self.boundaries {
-            let Ok(running) = &mut state.running else { continue };
-            match ProgramView::read(&state.unit, &self.build, plan) {
-                Ok(view) => running.program = Some(view),
-                Err(err) => state.running = Err(format!("{err:#}")),
+        // (The build's units are the boundaries' now.)
+        let units: Vec<(BoundaryUnit, bool)> = self.boundaries.iter().map(|b| (b.unit.clone(), b.running.is_ok())).collect();
+        let (build, plan) = (self.build.clone(), plan.clone());
+        let read = move || -> ProgramViews {
+            let programs = units
+                .iter()
+                .map(|(unit, running)| running.then(|| ProgramView::read(unit, &build, &plan).map_err(|err| format!("{err:#}"))))
+                .collect();
+            let units: Vec<BoundaryUnit> = units.into_iter().map(|(unit, _)| unit).collect();
+            ProgramViews { programs, outside: read_outside(&build, &units, &plan).map_err(|err| format!("{err:#}")) }
+        };
+        self.views = std::thread::Builder::new().name("hot-read-program".into()).spawn(read).ok();
+    }
+
+    /// The views [`HostState::read_program_views`] started reading, in place once read (waits
+    /// for them). A boundary whose view cannot be read restarts on every edit, saying why.
+    pub fn program_views(&mut self) {
+        let Some(reading) = self.views.take() else { return };
+        let views = reading.join().unwrap_or_else(|_| ProgramViews {
+            programs: self.boundaries.iter().map(|_| Some(Err("reading the running program panicked".to_string()))).collect(),
+            outside: Err("reading the running program panicked".to_string()),
+        });
+        for (state, view) in self.boundaries.iter_mut().zip(views.programs) {
+            match (&mut state.running, view) {
+                (Ok(running), Some(Ok(view))) => running.program = Some(view),
+                (Ok(_), Some(Err(why))) => state.running = Err(why),
+                _ => {}
             }
         }
-        // (The build's units are the boundaries' now.)
-        let units: Vec<BoundaryUnit> = self.boundaries.iter().map(|b| b.unit.clone()).collect();
-        self.outside = Some(read_outside(&self.build, &units, plan).map_err(|err| format!("{err:#}")));
+        self.outside = Some(views.outside);
     }
 
     /// Queues a compile of hot crate `index` as the program now runs it, with the patch's flags

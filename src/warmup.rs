@@ -47,6 +47,53 @@ pub struct Warmup {
     sources: crate::abi::SourceSnapshot,
     /// Written by rustc once it has read every source file.
     dep_info: PathBuf,
+    /// Where the compile's outputs say what they were compiled from, once they are a baseline
+    /// (see [`Baseline`]); None for the types' compiles.
+    baseline: Option<Baseline>,
+}
+
+/// What the outputs of a crate's compile in cargo hot's directories were compiled from: its
+/// arguments (which name its dependencies' files, whose sizes and times count too) and its
+/// sources' contents. Recorded beside them once they are known to be the running program's
+/// code, so that the next build's warm-up, finding the same, compiles nothing: after a restart
+/// that did not compile the crate again, or in the next session, its first patch is compiled
+/// with line tables at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Baseline {
+    file: PathBuf,
+    digest: u64,
+}
+
+impl Baseline {
+    /// What a compile in `dirs` with `args` of `sources` is.
+    pub fn of(dirs: &CompileDirs, args: &[String], sources: &crate::abi::SourceSnapshot) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        args.hash(&mut hasher);
+        sources.whole_digest().hash(&mut hasher);
+        for path in args.iter().filter_map(|a| a.split_once('=').map(|(_, path)| Path::new(path))).filter(|p| p.is_absolute()) {
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                (path, meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher);
+            }
+        }
+        Baseline { file: dirs.out.join(".hot-baseline"), digest: hasher.finish() }
+    }
+
+    /// Whether the outputs are this compile's.
+    pub fn recorded(&self) -> bool {
+        std::fs::read_to_string(&self.file).is_ok_and(|text| text.trim() == format!("{:016x}", self.digest))
+    }
+
+    /// Says that the outputs are this compile's.
+    pub fn record(&self) {
+        let _ = std::fs::write(&self.file, format!("{:016x}\n", self.digest));
+    }
+
+    /// Says that the outputs are being replaced (a compile starts there).
+    pub fn forget(dirs: &CompileDirs) {
+        let _ = std::fs::remove_file(dirs.out.join(".hot-baseline"));
+    }
 }
 
 #[derive(Default)]
@@ -108,16 +155,25 @@ impl Queue {
         let line_tables = priority == Priority::Low;
         let dirs = if line_tables { dirs.clone() } else { dirs.for_types() };
         let sources = crate::abi::SourceSnapshot::of_files(files);
-        // Its dep-info says when it has read the sources: the previous compile's must not.
         let dep_info = dirs.dep_info(unit);
-        let _ = std::fs::remove_file(&dep_info);
         let flags = if line_tables { crate::patch::Flags::LineTables } else { crate::patch::Flags::FullDebug };
         let mut command = crate::patch::compile_command(unit, tool, &dirs, flags, newer)?;
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let baseline = line_tables.then(|| Baseline::of(&dirs, &args, &sources));
+        if baseline.as_ref().is_some_and(Baseline::recorded) && dirs.objects(unit).exists() {
+            // Its outputs are already this compile's.
+            use std::os::unix::process::ExitStatusExt;
+            let ended = State::Ended(Ok(ExitStatus::from_raw(0)));
+            return Ok(Warmup { shared: Arc::new(Shared { state: Mutex::new(ended), changed: Condvar::new() }), sources, dep_info, baseline });
+        }
+        Baseline::forget(&dirs);
+        // Its dep-info says when it has read the sources: the previous compile's must not.
+        let _ = std::fs::remove_file(&dep_info);
         command.stdout(Stdio::null()).stderr(Stdio::null());
         let shared = Arc::new(Shared { state: Mutex::new(State::Queued { command: Box::new(command), priority }), changed: Condvar::new() });
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(shared.clone());
         self.wake.notify_all();
-        Ok(Warmup { shared, sources, dep_info })
+        Ok(Warmup { shared, sources, dep_info, baseline })
     }
 }
 
@@ -250,6 +306,9 @@ impl Warmup {
             if written.is_none_or(|written| written <= read_at) {
                 return Err(Unwarmed::Edited(format!("{} changed while the unchanged crate was being compiled", path.display())));
             }
+        }
+        if let Some(baseline) = &self.baseline {
+            baseline.record();
         }
         Ok(())
     }

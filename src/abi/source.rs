@@ -118,6 +118,13 @@ impl SourceSnapshot {
         SourceSnapshot(files.iter().filter_map(|path| Some((path.clone(), content_digest(&std::fs::read(path).ok()?)))).collect())
     }
 
+    /// One digest of every file's path and contents.
+    pub fn whole_digest(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.0.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The digest of `path`'s contents when the snapshot was taken, if it was in it.
     pub fn digest(&self, path: &Path) -> Option<u64> {
         self.0.get(path).copied()

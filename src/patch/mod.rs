@@ -37,6 +37,14 @@ pub enum ObjectSource {
 }
 
 impl ObjectSource {
+    /// Whether the file or directory is there.
+    pub fn exists(&self) -> bool {
+        match self {
+            ObjectSource::Rlib(rlib) => rlib.is_file(),
+            ObjectSource::Dir(dir) => dir.is_dir(),
+        }
+    }
+
     /// Every object file, in a stable order.
     pub fn read(&self) -> Result<Vec<ObjectFile>> {
         let mut objects = Vec::new();
@@ -90,6 +98,8 @@ pub fn is_allocator_shim(data: &[u8]) -> bool {
 
 /// The result of recompiling a boundary.
 pub struct Compiled {
+    /// rustc's arguments (what the outputs were compiled from, with the sources).
+    pub args: Vec<String>,
     pub duration: Duration,
     /// Its diagnostics (warnings or errors), rendered exactly as cargo would show them.
     pub diagnostics: Vec<Diagnostic>,
@@ -280,6 +290,7 @@ pub fn compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, flags: Flag
 pub struct Compiling {
     /// None once waited for; a compile dropped unfinished is killed (see `Drop`).
     child: Option<std::process::Child>,
+    args: Vec<String>,
     started: Instant,
     crate_name: Option<String>,
     cwd: PathBuf,
@@ -302,11 +313,15 @@ pub fn start_types_compile(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs,
 fn start(unit: &BoundaryUnit, tool: &Path, dirs: &CompileDirs, flags: Flags, newer: &[crate::span::Newer]) -> Result<Compiling> {
     let started = Instant::now();
     let mut command = compile_command(unit, tool, dirs, flags, newer)?;
+    let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    // The outputs there are being replaced: they are no one's baseline any more.
+    crate::warmup::Baseline::forget(dirs);
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = command.spawn().with_context(|| format!("cannot run {}", unit.invocation.rustc.display()))?;
     let registered = crate::signals::register_build(child.id());
     Ok(Compiling {
         child: Some(child),
+        args,
         started,
         crate_name: unit.invocation.crate_name().map(str::to_string),
         cwd: unit.invocation.cwd.clone(),
@@ -318,9 +333,9 @@ impl Compiling {
     /// Waits for rustc and collects its diagnostics.
     pub fn finish(self) -> Compiled {
         let mut this = self;
-        let (started, crate_name, cwd) = (this.started, this.crate_name.take(), this.cwd.clone());
+        let (started, crate_name, cwd, args) = (this.started, this.crate_name.take(), this.cwd.clone(), std::mem::take(&mut this.args));
         let Some(child) = this.child.take() else {
-            return Compiled { duration: started.elapsed(), diagnostics: vec![], success: false };
+            return Compiled { args, duration: started.elapsed(), diagnostics: vec![], success: false };
         };
         let output = match child.wait_with_output() {
             Ok(output) => output,
@@ -328,11 +343,11 @@ impl Compiling {
                 let message = format!("cannot wait for rustc: {err}");
                 let diagnostic =
                     Diagnostic { level: "error".into(), rendered: format!("{message}\n"), message, crate_name, file: None, line: None, column: None };
-                return Compiled { duration: started.elapsed(), diagnostics: vec![diagnostic], success: false };
+                return Compiled { args, duration: started.elapsed(), diagnostics: vec![diagnostic], success: false };
             }
         };
         let diagnostics = String::from_utf8_lossy(&output.stderr).lines().filter_map(|line| rustc_diagnostic(line, &cwd, crate_name.as_deref())).collect();
-        Compiled { duration: started.elapsed(), diagnostics, success: output.status.success() }
+        Compiled { args, duration: started.elapsed(), diagnostics, success: output.status.success() }
     }
 
     /// Stops rustc: its work is not needed.

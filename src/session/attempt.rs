@@ -75,6 +75,11 @@ impl Attempt<'_> {
         // The crates this patch compiles: this one, and those that must be compiled with it
         // for the compiler to see one version of each (see `span`); more may join below.
         let mut span = self.host.crates.close(&BTreeSet::from([index]));
+        // How the program reaches its code is read while the first patch compiles; companions
+        // are checked against it first.
+        if span.len() > 1 {
+            self.host.program_views();
+        }
         for &member in &span {
             self.take_warm_up(member);
             if member != index {
@@ -104,6 +109,7 @@ impl Attempt<'_> {
         let newer = self.newer_crates(index, &span);
         let flags = self.host.boundaries[index].running.as_ref().map_or(patch::Flags::LineTables, |r| r.flags);
         let compiling = patch::start_compile(&unit, self.tool, &compile_dirs, flags, &newer)?;
+        self.host.program_views();
         let parsed = CrateSource::read(&files);
         let binary = matches!(unit.objects, UnitObjects::Binary { .. });
         let mut types_compile = None;
@@ -152,6 +158,10 @@ impl Attempt<'_> {
         };
         self.host.tree.update_boundary(index, new_files);
         self.host.tree.declined.extend(current.declining_files().iter().cloned());
+        if compile_dirs.out == dirs.out {
+            // What its outputs in cargo hot's directory are (see `warmup::Baseline`).
+            crate::warmup::Baseline::of(&dirs, &compiled.args, &snapshot).record();
+        }
 
         // No type definition that the running program has loaded may change (the files read
         // before the compile were checked then).
@@ -661,6 +671,9 @@ impl Attempt<'_> {
         // be as the program runs them.)
         match &self.host.boundaries[member].running {
             Ok(running) if member != edited && !running.sources.unchanged() => return Ok(Some(PatchOutcome::Raced)),
+            Ok(running) if member != edited && compile_dirs.out == dirs.out => {
+                crate::warmup::Baseline::of(&dirs, &compiled.args, &running.sources).record();
+            }
             _ => {}
         }
         compiles.retain(|c| c.package != unit.boundary.package);
