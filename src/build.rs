@@ -121,8 +121,16 @@ pub fn deps_library_dir(plan: &Plan) -> Option<PathBuf> {
 /// The build is announced and timed in events (`build-started`, progress, `build-finished`).
 ///
 /// `replay`: the last build and the crates to compile again without cargo (see `rebuild`);
-/// cargo builds if that cannot (the plan is as the last build settled it).
-pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Events, mode: BuildMode, replay: Option<(HostBuild, crate::rebuild::Replay)>) -> Result<BuildOutcome> {
+/// cargo builds if that cannot (the plan is as the last build settled it). `early`: where the
+/// hot crates' warm-ups start as soon as each is compiled (see `warmup::Early`).
+pub fn build_host_settling_boundary(
+    plan: &mut Plan,
+    tool: &Path,
+    events: &Events,
+    mode: BuildMode,
+    replay: Option<(HostBuild, crate::rebuild::Replay)>,
+    early: Option<&crate::warmup::Early>,
+) -> Result<BuildOutcome> {
     let started = Instant::now();
     let replayed_crates = replay.as_ref().map(|(build, replay)| replay.order.iter().map(|i| build.workspace_units[*i].package.clone()).collect());
     for reason in replay.iter().flat_map(|(_, replay)| &replay.reasons) {
@@ -133,7 +141,7 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Event
         Some((last, replay)) => {
             let capture = capture_dir(plan);
             let deps = deps_library_dir(plan);
-            let context = crate::rebuild::Workplace { capture_dir: &capture, deps_dir: deps.as_deref(), tool, events };
+            let context = crate::rebuild::Workplace { capture_dir: &capture, deps_dir: deps.as_deref(), tool, events, early };
             match crate::rebuild::run(&last, &replay, &context) {
                 Ok(crate::rebuild::Replayed::Built(build)) => Some(Ok(BuildOutcome::Built(build))),
                 Ok(crate::rebuild::Replayed::Failed { diagnostics }) => Some(Ok(BuildOutcome::Failed { diagnostics })),
@@ -151,8 +159,8 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Event
     };
     let outcome = match (replayed, mode) {
         (Some(outcome), _) => outcome,
-        (None, BuildMode::Hot) => settle_boundary(plan, tool, events),
-        (None, BuildMode::Plain) => build_host_with(plan, tool, events, BuildMode::Plain),
+        (None, BuildMode::Hot) => settle_boundary(plan, tool, events, early),
+        (None, BuildMode::Plain) => build_host_with(plan, tool, events, BuildMode::Plain, None),
     };
     let ok = matches!(outcome, Ok(BuildOutcome::Built(_)));
     if let Ok(BuildOutcome::Built(build)) = &outcome {
@@ -164,8 +172,8 @@ pub fn build_host_settling_boundary(plan: &mut Plan, tool: &Path, events: &Event
     outcome
 }
 
-fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events) -> Result<BuildOutcome> {
-    let outcome = build_host(plan, tool, events)?;
+fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events, early: Option<&crate::warmup::Early>) -> Result<BuildOutcome> {
+    let outcome = build_host_with(plan, tool, events, BuildMode::Hot, early)?;
     let BuildOutcome::Built(build) = &outcome else { return Ok(outcome) };
     let Some(index) = plan.host_package_default() else { return Ok(outcome) };
     let Some(unit) = build.boundaries.iter().find(|u| u.boundary.package == plan.boundaries[index].package) else { return Ok(outcome) };
@@ -185,7 +193,7 @@ fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events) -> Result<Buil
         let binary = crate::capture::host_objects_dir(&capture_dir(plan), &link_key(build));
         if objects_have_exports(&crate::patch::ObjectSource::Dir(binary))? {
             plan.prefer_binary_boundary();
-            return build_host(plan, tool, events); // cargo has nothing to do: only the plan's units change
+            return build_host_with(plan, tool, events, BuildMode::Hot, early); // cargo has nothing to do: only the plan's units change
         }
     } else if others_have_exports()? {
         // `main.rs` without exports, beside hot libraries: its edits restart, as those of a
@@ -241,13 +249,13 @@ fn link_key(build: &HostBuild) -> String {
 ///
 /// `tool` is the cargo-hot executable that cargo runs as the rustc wrapper and linker.
 pub fn build_host(plan: &Plan, tool: &Path, events: &Events) -> Result<BuildOutcome> {
-    build_host_with(plan, tool, events, BuildMode::Hot)
+    build_host_with(plan, tool, events, BuildMode::Hot, None)
 }
 
-fn build_host_with(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<BuildOutcome> {
+fn build_host_with(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode, early: Option<&crate::warmup::Early>) -> Result<BuildOutcome> {
     let started = Instant::now();
     for attempt in 0..2 {
-        let artifacts = match run_cargo(plan, tool, events, mode)? {
+        let artifacts = match run_cargo(plan, tool, events, mode, early)? {
             Ok(artifacts) => artifacts,
             Err(diagnostics) => return Ok(BuildOutcome::Failed { diagnostics }),
         };
@@ -281,7 +289,7 @@ struct Artifacts {
 }
 
 /// Runs cargo; `Ok(Err(diagnostics))` when it fails.
-fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Result<Result<Artifacts, String>> {
+fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode, early: Option<&crate::warmup::Early>) -> Result<Result<Artifacts, String>> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     // Colours always: the renderers strip them where they do not belong.
@@ -361,7 +369,11 @@ fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode) -> Resu
         } else if is_local && (artifact.target.is_lib() || artifact.target.is_rlib()) {
             if let Some(rlib) = artifact.filenames.iter().find(|f| f.as_str().ends_with(".rlib")) {
                 let manifest_dir = artifact.manifest_path.parent().map(|p| p.as_std_path().to_path_buf()).unwrap_or_default();
-                local_libs.push((package_name(package_id, &artifact.target.name), manifest_dir, rlib.clone().into_std_path_buf()));
+                let package = package_name(package_id, &artifact.target.name);
+                if let Some(early) = early {
+                    early.library_built(&package, rlib.as_std_path());
+                }
+                local_libs.push((package, manifest_dir, rlib.clone().into_std_path_buf()));
             }
         }
     }

@@ -401,11 +401,21 @@ impl HostState {
     /// Queues the warm-up compile of every boundary that can be patched (see `warmup`): the
     /// highest crates first (the most edited, and the ones a lower crate's patch may span),
     /// then the compiles of the libraries' types, at idle priority.
-    pub fn warm_up(&mut self, tool: &Path, events: &Events) {
+    ///
+    /// `early`: the warm-ups the build started (see `warmup::Early`); a boundary's is used if
+    /// there is one for its unit.
+    pub fn warm_up(&mut self, tool: &Path, events: &Events, early: Option<crate::warmup::Early>) {
         if self.patching.is_none() {
             return;
         }
-        let queue = crate::warmup::Queue::new();
+        let started: std::collections::HashMap<usize, crate::warmup::Warmup> = match &early {
+            Some(early) => (0..self.boundaries.len())
+                .filter_map(|i| Some((i, early.take(&self.boundaries[i].unit.invocation.unit_key()?)?)))
+                .collect(),
+            None => Default::default(),
+        };
+        let mut started = started;
+        let queue = early.map(crate::warmup::Early::into_queue).unwrap_or_default();
         // The binary's patches compile in cargo's directories, whose cache cargo left warm.
         let warmable: Vec<usize> = (0..self.boundaries.len())
             .rev()
@@ -414,6 +424,10 @@ impl HostState {
             .collect();
         for &index in &warmable {
             let state = &mut self.boundaries[index];
+            if let Some(warmup) = started.remove(&index) {
+                state.warmup = Some(warmup);
+                continue;
+            }
             match queue.push(&state.unit, tool, &state.dirs, &self.tree.boundary_files(index), crate::warmup::Priority::Low, &[]) {
                 Ok(warmup) => state.warmup = Some(warmup),
                 Err(err) => events.warn(format!("cannot warm up the patch compile of `{}`: {err:#}", state.unit.boundary.package)),

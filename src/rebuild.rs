@@ -251,6 +251,8 @@ pub struct Workplace<'a> {
     /// The copy of cargo-hot that links the host.
     pub tool: &'a Path,
     pub events: &'a Events,
+    /// Where the hot crates' warm-ups start as soon as each is compiled (see `warmup::Early`).
+    pub early: Option<&'a crate::warmup::Early>,
 }
 
 /// Compiles the crates of `replay` and links the host, as `build` was built but for them.
@@ -263,6 +265,13 @@ pub fn run(build: &HostBuild, replay: &Replay, context: &Workplace) -> Result<Re
     // cargo's lock on its build directory: a `cargo build` started meanwhile waits for this
     // rebuild, as for another cargo.
     let _lock = lock_build_directory(&deps_dir)?;
+    // The libraries compiled already are final: their warm-ups can start.
+    let library_ready = |unit: &WorkspaceUnit| {
+        if let (Some(early), false, Some(rlib)) = (context.early, unit.binary, unit.invocation.rlib_path()) {
+            early.library_built(&unit.package, &rlib);
+        }
+    };
+    units.iter().enumerate().filter(|(i, _)| !replay.order.contains(i)).for_each(|(_, unit)| library_ready(unit));
     let mut diagnostics = String::new();
     let total = replay.order.len();
     for (done, &index) in replay.order.iter().enumerate() {
@@ -307,6 +316,7 @@ pub fn run(build: &HostBuild, replay: &Replay, context: &Workplace) -> Result<Re
             }
             return Ok(Replayed::Failed { diagnostics });
         }
+        library_ready(unit);
     }
     let compiled = host.invocation.executable_path().context("the host's command has no --out-dir")?;
     let record = crate::capture::link_record_path(context.capture_dir, &key);

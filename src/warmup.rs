@@ -325,3 +325,59 @@ impl Drop for Warmup {
         }
     }
 }
+
+/// Warm-ups started while the build runs: a hot crate's as soon as cargo (or a rebuild
+/// without it) has compiled the crate, beside the rest of the build (the host crate's compile
+/// and its link, the program's start), so that it has usually ended when the first edit comes,
+/// and that edit is compiled with line tables at once (see the README's performance notes).
+pub struct Early {
+    queue: Queue,
+    tool: PathBuf,
+    session_dir: PathBuf,
+    capture_dir: PathBuf,
+    /// The plan's library boundaries (the binary's patches need no warm-up).
+    boundaries: Vec<crate::metadata::Boundary>,
+    started: Mutex<std::collections::HashMap<String, Warmup>>,
+}
+
+impl Early {
+    pub fn new(plan: &crate::metadata::Plan, tool: &Path) -> Self {
+        let boundaries = plan.boundaries.iter().filter(|b| b.kind == crate::metadata::BoundaryKind::Library).cloned().collect();
+        Early {
+            queue: Queue::new(),
+            tool: tool.to_path_buf(),
+            session_dir: plan.session_dir(),
+            capture_dir: crate::build::capture_dir(plan),
+            boundaries,
+            started: Mutex::default(),
+        }
+    }
+
+    /// The workspace library `package` was compiled into `rlib`: if it is a hot crate, its
+    /// warm-up is queued now.
+    pub fn library_built(&self, package: &str, rlib: &Path) {
+        let Some(boundary) = self.boundaries.iter().find(|b| b.package == package) else { return };
+        let Some(key) = rlib.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("lib")?.strip_suffix(".rlib")) else { return };
+        let Ok(invocation) = crate::capture::RustcInvocation::load(&crate::capture::RustcInvocation::record_path(&self.capture_dir, key)) else { return };
+        if invocation.env.get("CARGO_MANIFEST_DIR").map(PathBuf::from).as_deref() != Some(boundary.manifest_dir.as_path()) || !invocation.debug_assertions() {
+            return;
+        }
+        let Some(dep_info) = invocation.dep_info_path() else { return };
+        let Ok(files) = crate::depinfo::read(&dep_info, &invocation.cwd) else { return };
+        let unit = BoundaryUnit { boundary: boundary.clone(), invocation, objects: crate::build::UnitObjects::Rlib(rlib.to_path_buf()), dep_info };
+        let dirs = CompileDirs::of(&unit, &self.session_dir);
+        if let Ok(warmup) = self.queue.push(&unit, &self.tool, &dirs, &files, Priority::Low, &[]) {
+            self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), warmup);
+        }
+    }
+
+    /// The warm-up started for the unit `key`, if one was.
+    pub fn take(&self, key: &str) -> Option<Warmup> {
+        self.started.lock().unwrap_or_else(|p| p.into_inner()).remove(key)
+    }
+
+    /// The queue, for the warm-ups the build did not start (the others are cancelled).
+    pub fn into_queue(self) -> Queue {
+        self.queue
+    }
+}

@@ -26,7 +26,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let built = (|| {
         let mut plan = metadata::plan(&args.selection, &args.options, &events)?;
         let tool = crate::tool::stable_copy(&plan.tool_dir())?;
-        let outcome = build::build_host_settling_boundary(&mut plan, &tool, &events, BuildMode::Hot, None)?;
+        let outcome = build::build_host_settling_boundary(&mut plan, &tool, &events, BuildMode::Hot, None, None)?;
         Ok::<_, anyhow::Error>((plan, outcome))
     })();
     ui.finish();

@@ -483,7 +483,9 @@ impl Session {
         let mode = if self.restart_only.is_some() { BuildMode::Plain } else { BuildMode::Hot };
         let replay = self.replay(&cause);
         let last = self.host.as_ref().map(HostState::whole_build);
-        let outcome = build::build_host_settling_boundary(&mut self.plan, &tool, &self.events, mode, last.zip(replay))?;
+        // The hot crates' warm-ups start as soon as each is compiled.
+        let early = (mode == BuildMode::Hot).then(|| crate::warmup::Early::new(&self.plan, &tool));
+        let outcome = build::build_host_settling_boundary(&mut self.plan, &tool, &self.events, mode, last.zip(replay), early.as_ref())?;
         let build = match outcome {
             BuildOutcome::Built(build) => *build,
             // Ctrl-C stopped cargo: that is no failure to report, the session is ending.
@@ -533,7 +535,7 @@ impl Session {
         // patches are compared with once it has ended; an edit that comes first is patched by
         // cargo's own command instead (see `Attempt::take_warm_up`): the program does not wait.
         if self.restart_only.is_none() {
-            self.host.as_mut().expect("set above").warm_up(&self.tool, &self.events);
+            self.host.as_mut().expect("set above").warm_up(&self.tool, &self.events, early);
         }
         self.supervisor.start(StartRequest { launch, build_ms, trigger, trigger_at, cause })?;
         // The programs before it are gone, and with them the only process that could load
