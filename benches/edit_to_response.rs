@@ -78,7 +78,7 @@ fn main() {
     let started = Instant::now();
     fixture.edit(HANDLERS, &old, &new);
     run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
-    let first_patch = vec![started.elapsed()];
+    let first_patch: Vec<Duration> = vec![started.elapsed()];
 
     let pid = run.pid();
     let mut patch_times = Vec::new();
@@ -104,6 +104,20 @@ fn main() {
         run.wait_for_response_fast("/version", WAIT, |b| b.contains(&new));
         restart_times.push(started.elapsed());
         banner = new;
+    }
+    // The first patch after each of as many restarts: an edit as soon as the new program
+    // answers (the warm-up of the crate may still run, or have nothing to do).
+    let mut first_patch = first_patch;
+    for i in 1..=edits {
+        let new = format!("shared-f{i}");
+        fixture.edit(SHARED, &format!("\"{banner}\""), &format!("\"{new}\""));
+        run.wait_for_response_fast("/version", WAIT, |b| b.contains(&new));
+        banner = new;
+        let (old, new) = next_label(500 + i);
+        let started = Instant::now();
+        fixture.edit(HANDLERS, &old, &new);
+        run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
+        first_patch.push(started.elapsed());
     }
 
     let memory = (memory_patches > 0).then(|| {
@@ -144,7 +158,7 @@ fn main() {
     layered(edits);
     let rows = [
         ("bare rustc of the boundary (floor)", &rustc_times),
-        ("cargo hot: first patch after the start", &first_patch),
+        ("cargo hot: first patch after a start or restart", &first_patch),
         ("cargo hot: patch (boundary edit)", &patch_times),
         ("cargo hot: restart (shared crate edit)", &restart_times),
         ("cargo build + restart loop (boundary edit)", &restart_loop),
@@ -161,7 +175,7 @@ fn main() {
     println!();
     println!("patch − bare rustc:            {:+.0} ms  (target: within 40 ms)", patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3);
     println!("patch p95 / median:            {:.2}×  (target: within 2×)", p95(&patch_times).as_secs_f64() / patch.as_secs_f64());
-    println!("first patch / later patches:   {:.2}×  (target: at most 1.30×)", first_patch[0].as_secs_f64() / patch.as_secs_f64());
+    println!("first patch / later patches:   {:.2}×  (medians; target: at most 1.30×)", median(&first_patch).as_secs_f64() / patch.as_secs_f64());
     println!("restart loop / patch:          {:.1}×  faster", median(&restart_loop).as_secs_f64() / patch.as_secs_f64());
     println!("cargo hot restart / patch:     {:.1}×", median(&restart_times).as_secs_f64() / patch.as_secs_f64());
     println!(
@@ -173,7 +187,7 @@ fn main() {
         "restart_over_loop_same_edit": median(&restart_times).as_secs_f64() / median(&shared_loop).as_secs_f64(),
         "loop_over_patch": median(&restart_loop).as_secs_f64() / patch.as_secs_f64(),
     });
-    figures["first_patch_over_later_patches"] = serde_json::json!(first_patch[0].as_secs_f64() / patch.as_secs_f64());
+    figures["first_patch_over_later_patches"] = serde_json::json!(median(&first_patch).as_secs_f64() / patch.as_secs_f64());
     if let Some((before, after, files)) = memory {
         figures["memory"] = memory_growth("memory", before, after, memory_patches);
         figures["patch_files"] = files.report("axum-app");

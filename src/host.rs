@@ -492,6 +492,14 @@ impl HostState {
         state.warmup = queue.push(&state.unit, tool, &state.dirs, &files, crate::warmup::Priority::Low, newer).ok();
     }
 
+    /// Stops (`paused`) or resumes the warm-up compiles still running (not the types'
+    /// compiles, which a patch may wait for, and which run only when the machine is idle).
+    pub fn pause_warm_ups(&self, paused: bool) {
+        for warmup in self.boundaries.iter().filter_map(|b| b.warmup.as_ref()) {
+            warmup.pause(paused);
+        }
+    }
+
     /// Kills the warm-up compiles still running (dropping one kills it).
     pub fn stop_warm_ups(&mut self) {
         self.boundaries.iter_mut().for_each(|b| {

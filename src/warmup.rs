@@ -263,6 +263,13 @@ impl Warmup {
         &self.sources
     }
 
+    /// Stops (`paused`) or resumes the compile if it is running (its process group).
+    pub fn pause(&self, paused: bool) {
+        if let State::Running { pid } = *self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            crate::sys::signal_group(pid, if paused { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+
     /// Whether the compile has ended (or never will run): [`Warmup::wait`] then does not wait.
     pub fn ended(&self) -> bool {
         matches!(*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()), State::Ended(_) | State::Cancelled)

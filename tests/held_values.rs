@@ -152,6 +152,9 @@ fn without_the_host_s_type_debug_info_only_layout_changes_restart() {
     while !read() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
+    // File times are coarse (a few milliseconds): an edit in the same tick as the read would
+    // look made before it.
+    std::thread::sleep(Duration::from_millis(100));
     let before = "fn helper() -> &'static str {\n    \"v1\"\n}";
     let after = "fn helper() -> &'static str {\n    suffix()\n}\n\nfn suffix() -> &'static str {\n    \"v2\"\n}";
     assert!(edit(&run, &fixture, before, after, "/answer", "answer v2"), "a new function changes no layout: {}", run.log());

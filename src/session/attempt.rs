@@ -53,10 +53,14 @@ impl Attempt<'_> {
     /// Patches boundary `index` into the running program.
     pub fn run(mut self, index: usize) -> PatchOutcome {
         self.events.emit(Event::PatchStarted { boundary: self.host.boundaries[index].unit.boundary.package.clone() });
-        match self.patch(index) {
+        // The patch has the machine to itself: warm-ups still compiling wait.
+        self.host.pause_warm_ups(true);
+        let outcome = match self.patch(index) {
             Ok(outcome) => outcome,
             Err(err) => PatchOutcome::Refused(Refusal::Failed { message: format!("{err:#}") }),
-        }
+        };
+        self.host.pause_warm_ups(false);
+        outcome
     }
 
     fn patch(&mut self, index: usize) -> Result<PatchOutcome> {
@@ -487,7 +491,8 @@ impl Attempt<'_> {
                 // line tables, so that their next patches can be (see `take_warm_up`).
                 let members: Vec<usize> = span.iter().copied().collect();
                 for member in members {
-                    if self.host.boundaries[member].running.as_ref().is_ok_and(|r| r.flags == patch::Flags::Cargo) {
+                    let state = &self.host.boundaries[member];
+                    if state.running.as_ref().is_ok_and(|r| r.flags == patch::Flags::Cargo) && state.warmup.is_none() {
                         let newer = self.newer_crates(member, &BTreeSet::new());
                         self.host.warm_up_again(member, self.tool, &newer);
                     }
@@ -531,45 +536,56 @@ impl Attempt<'_> {
 }
 
 impl Attempt<'_> {
-    /// Ends the warm-up of `member` (see `warmup`), the first time a patch compiles it: the
-    /// patch's compile builds on its incremental cache, and its objects are the baseline of a
-    /// library's code (read before the patch's compile overwrites them). A warm-up that has
-    /// not ended is not waited for: it is stopped, and the crate's patches replay cargo's own
-    /// command in cargo's directories, whose cache cargo's build left warm, and compare with
-    /// cargo's objects (see `patch::Flags::Cargo`); so does one that compiled an edit.
+    /// Settles what a patch of `member` is compared with and how it is compiled. The first
+    /// time: with line tables against the objects of its warm-up (see `warmup`), if that has
+    /// ended. If it has not (the edit came right after the start, and the crate, or one it
+    /// depends on, had changed since its last compile with line tables), the crate's patches
+    /// replay cargo's own command in cargo's directories, whose cache cargo's build left warm,
+    /// and compare with cargo's objects (see `patch::Flags::Cargo`): no patch waits for a
+    /// warm-up, nor competes with one (it is paused while a patch is built: see
+    /// `HostState::pause_warm_ups`). Once a compile of the running code with line tables has
+    /// ended (the warm-up, or one queued after a patch: see `HostState::warm_up_again`), the
+    /// crate's patches are compiled with line tables again.
     fn take_warm_up(&mut self, member: usize) {
         let state = &mut self.host.boundaries[member];
         let library = matches!(state.unit.objects, UnitObjects::Rlib(_));
         let unknown = state.running.as_ref().is_ok_and(|r| r.objects.is_none());
-        let warmup = state.warmup.take();
         if let (Ok(running), false) = (&mut state.running, unknown) {
-            // Its patches replay cargo's command: a compile of the running code with the
-            // patch's flags that has ended brings them back to line tables (any other is
-            // stopped; the next patch queues one again).
-            let warmed = warmup.filter(|w| running.flags == patch::Flags::Cargo && w.ended() && *w.sources() == running.sources);
-            if let Some(Ok(objects)) = warmed.and_then(|w| w.wait().ok()).map(|()| state.dirs.objects(&state.unit).read()) {
-                running.objects = Some(objects);
-                running.flags = patch::Flags::LineTables;
+            if running.flags != patch::Flags::Cargo {
+                return;
+            }
+            match state.warmup.take() {
+                // One that compiled older sources is dropped: another follows this patch.
+                Some(warmup) if warmup.ended() => {
+                    if *warmup.sources() == running.sources && warmup.wait().is_ok() {
+                        if let Ok(objects) = state.dirs.objects(&state.unit).read() {
+                            running.objects = Some(objects);
+                            running.flags = patch::Flags::LineTables;
+                        }
+                    }
+                }
+                still_compiling => state.warmup = still_compiling,
             }
             return;
         }
-        if warmup.is_none() && !(library && unknown) {
+        if !(library && unknown) && state.warmup.is_none() {
             return;
         }
-        let mut flags = patch::Flags::LineTables;
-        let warmed = match warmup {
-            Some(warmup) if warmup.ended() => warmup.wait(),
-            // Dropped: a queued one is cancelled, a running one killed.
-            Some(_) => Err(crate::warmup::Unwarmed::Failed("it had not ended".to_string())),
-            None => Err(crate::warmup::Unwarmed::Failed("none ran".to_string())),
-        };
-        let baseline = match warmed {
-            Ok(()) => state.dirs.objects(&state.unit).read().map_err(|err| format!("{err:#}")),
-            Err(_) if library => {
-                flags = patch::Flags::Cargo;
-                crate::host::unit_objects(&state.unit).read().map_err(|err| format!("{err:#}"))
+        let cargo = |state: &crate::host::BoundaryState| (patch::Flags::Cargo, crate::host::unit_objects(&state.unit).read().map_err(|err| format!("{err:#}")));
+        let (flags, baseline) = match state.warmup.take() {
+            Some(warmup) if warmup.ended() => match warmup.wait() {
+                Ok(()) => (patch::Flags::LineTables, state.dirs.objects(&state.unit).read().map_err(|err| format!("{err:#}"))),
+                Err(_) if library => cargo(state),
+                Err(unwarmed) => (patch::Flags::LineTables, Err(unwarmed.to_string())),
+            },
+            // It goes on, for later patches.
+            Some(warmup) if library => {
+                state.warmup = Some(warmup);
+                cargo(state)
             }
-            Err(unwarmed) => Err(unwarmed.to_string()),
+            Some(warmup) => (patch::Flags::LineTables, Err(warmup.wait().err().map(|u| u.to_string()).unwrap_or_default())),
+            None if library => cargo(state),
+            None => return,
         };
         if let Ok(running) = &mut state.running {
             if running.objects.is_none() {
