@@ -77,6 +77,7 @@ fn main() {
     let (old, new) = next_label(0);
     let started = Instant::now();
     fixture.edit(HANDLERS, &old, &new);
+    run.wait_for_log_count("patched `handlers`", 1, WAIT);
     run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
     let first_patch: Vec<Duration> = vec![started.elapsed()];
 
@@ -114,8 +115,12 @@ fn main() {
         run.wait_for_response_fast("/version", WAIT, |b| b.contains(&new));
         banner = new;
         let (old, new) = next_label(500 + i);
+        let patched_before = run.log().matches("patched `handlers`").count();
         let started = Instant::now();
         fixture.edit(HANDLERS, &old, &new);
+        // Waited for as the later patches are (the log, then HTTP): polling HTTP during the
+        // compile would slow rustc down on a small machine and this row alone.
+        run.wait_for_log_count("patched `handlers`", patched_before + 1, WAIT);
         run.wait_for_response_fast("/", WAIT, |b| b.contains(&new));
         first_patch.push(started.elapsed());
     }
@@ -173,7 +178,7 @@ fn main() {
     let patch = median(&patch_times);
     let floor = median(&rustc_times);
     println!();
-    println!("patch − bare rustc:            {:+.0} ms  (target: within 40 ms)", patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3);
+    println!("patch − bare rustc:            {:+.0} ms  (target: within 15 ms)", patch.as_secs_f64() * 1e3 - floor.as_secs_f64() * 1e3);
     println!("patch p95 / median:            {:.2}×  (target: within 2×)", p95(&patch_times).as_secs_f64() / patch.as_secs_f64());
     println!("first patch / later patches:   {:.2}×  (medians; target: at most 1.30×)", median(&first_patch).as_secs_f64() / patch.as_secs_f64());
     println!("restart loop / patch:          {:.1}×  faster", median(&restart_loop).as_secs_f64() / patch.as_secs_f64());
@@ -614,6 +619,9 @@ fn ms(duration: Duration) -> String {
     format!("{:.0} ms", duration.as_secs_f64() * 1e3)
 }
 
+/// How long the large app's session is left alone after its first patch.
+const LARGE_SETTLE_SECONDS: u64 = 15;
+
 /// `--large`: the generated workspace (see `large/generate.rs`) under the target dir, with its
 /// own target dir so that its first build is paid once.
 fn large(edits: usize) {
@@ -691,6 +699,11 @@ fn large(edits: usize) {
         // The first edit comes right after the start, as the warm-up compile may still run.
         if i > 0 { &mut patch_times } else { &mut first_patch }.push(started.elapsed());
         label = new;
+        if i == 0 {
+            // Then a pause, as a developer reads the result: the warm-up compile of the crate
+            // with line tables (see src/warmup.rs), cold after the app was written anew, ends.
+            std::thread::sleep(Duration::from_secs(LARGE_SETTLE_SECONDS));
+        }
     }
     // With HOT_BENCH_PATCHES=N: N more handler patches, and the program's memory growth.
     let memory = (memory_patches() > 0).then(|| {
