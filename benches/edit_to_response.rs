@@ -6,6 +6,7 @@
 //!     cargo bench --bench edit_to_response -- layout    # only the added-type scenario
 //!     cargo bench --bench edit_to_response -- --large   # the generated large workspace
 //!     cargo bench --bench edit_to_response -- layered   # only the layered workspace
+//!     cargo bench --bench edit_to_response -- frameworks # actix-web, tower, a generic router
 //!
 //! Measures, each as the median (and p95) of repeated edits:
 //! - the floor: the boundary's bare rustc invocation, replayed as cargo hot captured it;
@@ -55,6 +56,11 @@ fn main() {
     if std::env::args().skip(1).any(|a| a == "layered") {
         layered(edits);
         write_results(serde_json::json!({}));
+        return;
+    }
+    if std::env::args().skip(1).any(|a| a == "frameworks") {
+        let figures = frameworks(edits);
+        write_results(figures);
         return;
     }
     if std::env::args().skip(1).any(|a| a == "--large") {
@@ -841,4 +847,159 @@ fn newest(dir: &std::path::Path, prefix: &str) -> Option<std::path::PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
+}
+
+/// One fixture of `-- frameworks`: where its hot handler's text and its host's text are.
+struct FrameworkApp {
+    name: &'static str,
+    /// The hot crate's file, a text in it, and the path that answers it.
+    handler: (&'static str, &'static str, &'static str),
+    /// The host's own file, a text in it, and the path that answers it (None: every crate is
+    /// hot, nothing restarts).
+    host: Option<(&'static str, &'static str, &'static str)>,
+}
+
+const FRAMEWORK_APPS: &[FrameworkApp] = &[
+    FrameworkApp {
+        name: "actix-app",
+        handler: ("crates/site/src/lib.rs", "hello v1", "/api/hello"),
+        host: Some(("crates/server/src/main.rs", "host v1", "/host")),
+    },
+    FrameworkApp {
+        name: "tower-app",
+        handler: ("crates/api/src/lib.rs", "hello v1", "/hello"),
+        host: Some(("crates/server/src/main.rs", "host v1", "/host")),
+    },
+    FrameworkApp { name: "generic-app", handler: ("crates/api/src/lib.rs", "index v1", "/"), host: None },
+];
+
+/// `-- frameworks`: on the actix-web, tower and generic-router fixtures, a cargo hot patch of
+/// a handler and a restart for an edit of the host, each next to the plain loop for the same
+/// edit; then the requests that fail while the program restarts, with the ports it binds
+/// itself held by cargo hot (the default) and without (`--no-hold-ports`).
+fn frameworks(edits: usize) -> serde_json::Value {
+    let mut figures = serde_json::Map::new();
+    for app in FRAMEWORK_APPS {
+        let fixture = Fixture::copy(app.name);
+        let run = HotRun::start(&fixture, &[]);
+        let pid = run.pid();
+        let (file, text, path) = app.handler;
+        let mut label = text.to_string();
+        let mut patches = Vec::new();
+        for i in 1..=edits {
+            let new = format!("{} e{i}", text.trim_end_matches(" v1"));
+            let patched_before = run.log().matches("patched `").count();
+            let started = Instant::now();
+            fixture.edit(file, &label, &new);
+            run.wait_for_log_count("patched `", patched_before + 1, WAIT);
+            run.wait_for_response_fast(path, WAIT, |b| b.contains(&new));
+            patches.push(started.elapsed());
+            label = new;
+        }
+        assert_eq!(run.pid(), pid, "{}: every handler edit was a patch", app.name);
+        let mut restarts = Vec::new();
+        if let Some((file, text, path)) = app.host {
+            let mut label = text.to_string();
+            for i in 1..=edits {
+                let new = format!("host r{i}");
+                let started = Instant::now();
+                fixture.edit(file, &label, &new);
+                run.wait_for_response_fast(path, WAIT, |b| b.contains(&new));
+                restarts.push(started.elapsed());
+                label = new;
+            }
+        }
+        drop(run);
+        let mut handler_label = label;
+        let mut loop_patch_edit = |i: usize| {
+            let new = format!("{} l{i}", text.trim_end_matches(" v1"));
+            let old = std::mem::replace(&mut handler_label, new.clone());
+            (file, old, new.clone(), path, new)
+        };
+        let loop_patches = plain_loop_times(&fixture, edits, &mut loop_patch_edit);
+        let loop_restarts = match app.host {
+            Some((file, _, path)) => {
+                let mut host_label = format!("host r{edits}");
+                let mut edit = |i: usize| {
+                    let new = format!("host l{i}");
+                    let old = std::mem::replace(&mut host_label, new.clone());
+                    (file, old, new.clone(), path, new)
+                };
+                plain_loop_times(&fixture, edits, &mut edit)
+            }
+            None => Vec::new(),
+        };
+        print_rows(
+            &format!("test-fixtures/{}", app.name),
+            edits,
+            &[
+                ("cargo hot: patch (handler edit)", &patches),
+                ("cargo build + restart loop (handler edit)", &loop_patches),
+                ("cargo hot: restart (host edit)", &restarts),
+                ("cargo build + restart loop (host edit)", &loop_restarts),
+            ],
+        );
+        let ratio = |a: &[Duration], b: &[Duration]| (!a.is_empty() && !b.is_empty()).then(|| median(a).as_secs_f64() / median(b).as_secs_f64());
+        if let Some(r) = ratio(&loop_patches, &patches) {
+            println!("loop / patch:                  {r:.1}×  faster");
+        }
+        if let Some(r) = ratio(&restarts, &loop_restarts) {
+            println!("cargo hot restart / loop:      {r:.2}×");
+        }
+        figures.insert(
+            app.name.to_string(),
+            serde_json::json!({ "loop_over_patch": ratio(&loop_patches, &patches), "restart_over_loop": ratio(&restarts, &loop_restarts) }),
+        );
+    }
+    let held = failures_across_restarts("actix-app", &[], edits.min(5));
+    let not_held = failures_across_restarts("actix-app", &["--no-hold-ports"], edits.min(5));
+    println!("\nrequests during restarts of test-fixtures/actix-app (binds its own port, no hot::listener):");
+    println!("  ports held by cargo hot (the default):  {} of {} failed", held.0, held.1);
+    println!("  --no-hold-ports:                        {} of {} failed", not_held.0, not_held.1);
+    figures.insert(
+        "failed_requests_across_restarts".into(),
+        serde_json::json!({ "held": { "failed": held.0, "sent": held.1 }, "not_held": { "failed": not_held.0, "sent": not_held.1 } }),
+    );
+    serde_json::Value::Object(figures)
+}
+
+/// Requests (one connection each, from 3 threads every 2 ms) that fail while `restarts` edits
+/// of the host restart the program: (failed, sent).
+fn failures_across_restarts(name: &str, args: &[&str], restarts: usize) -> (u64, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let fixture = Fixture::copy(name);
+    let run = HotRun::start(&fixture, args);
+    let port = run.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    if support::http(port, "GET", "/pid", "").is_err() {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    let mut label = "host v1".to_string();
+    for i in 1..=restarts {
+        let before = run.pid();
+        let new = format!("host h{i}");
+        fixture.edit("crates/server/src/main.rs", &label, &new);
+        run.wait_for_response("/host", WAIT, |b| b.contains(&new));
+        assert_ne!(run.pid(), before, "the host edit restarted the program");
+        label = new;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    (failed.load(Ordering::SeqCst), sent.load(Ordering::SeqCst))
 }

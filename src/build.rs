@@ -22,7 +22,7 @@ use crate::metadata::{Boundary, BoundaryKind, Plan};
 use std::os::unix::process::CommandExt;
 
 /// A boundary as compiled into the current host binary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoundaryUnit {
     pub boundary: Boundary,
     /// The exact rustc command cargo used; replaying it compiles a patch.
@@ -32,7 +32,7 @@ pub struct BoundaryUnit {
 }
 
 /// Where a boundary's compiled code (rustc's codegen units) is found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum UnitObjects {
     /// A library: the members of the rlib its command writes.
     Rlib(PathBuf),
@@ -42,7 +42,7 @@ pub enum UnitObjects {
 }
 
 /// A library of a local (path) package in the host's build, with its dep-info.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LocalUnit {
     pub package: String,
     pub dep_info: PathBuf,
@@ -54,7 +54,7 @@ pub struct LocalUnit {
 /// A crate of the workspace as the host was last built with it: the package and the rustc
 /// command that compiled it, whose `--out-dir` says where its outputs are (cargo's directory,
 /// or cargo hot's after a rebuild without cargo: see `rebuild`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WorkspaceUnit {
     pub package: String,
     pub invocation: RustcInvocation,
@@ -63,7 +63,7 @@ pub struct WorkspaceUnit {
 }
 
 /// Everything a successful host build produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostBuild {
     pub executable: PathBuf,
     /// cargo's dep-info next to the executable: every source file of every crate linked.
@@ -217,25 +217,47 @@ fn settle_boundary(plan: &mut Plan, tool: &Path, events: &Events, early: Option<
 /// Whether a boundary's compiled code defines export entries. Decided from its own objects:
 /// a package's library and binary share a crate name, so export names cannot tell them apart.
 pub fn unit_has_exports(unit: &BoundaryUnit) -> Result<bool> {
+    objects_have(&unit_objects(unit), false)
+}
+
+/// Whether a patch of a boundary can take effect without a restart: its code defines export
+/// entries, or instantiates a build the runtime runs again after each patch
+/// (`hot::axum::router` in a router generic over its database).
+pub fn unit_is_reachable_by_patches(unit: &BoundaryUnit) -> Result<bool> {
+    objects_have(&unit_objects(unit), true)
+}
+
+fn unit_objects(unit: &BoundaryUnit) -> crate::patch::ObjectSource {
     match &unit.objects {
-        UnitObjects::Rlib(rlib) => objects_have_exports(&crate::patch::ObjectSource::Rlib(rlib.clone())),
-        UnitObjects::Binary { baseline } => objects_have_exports(&crate::patch::ObjectSource::Dir(baseline.clone())),
+        UnitObjects::Rlib(rlib) => crate::patch::ObjectSource::Rlib(rlib.clone()),
+        UnitObjects::Binary { baseline } => crate::patch::ObjectSource::Dir(baseline.clone()),
     }
 }
 
 fn objects_have_exports(source: &crate::patch::ObjectSource) -> Result<bool> {
+    objects_have(source, false)
+}
+
+/// Whether `source` defines export entries, or (`or_rebuilds`) instantiates the runtime's
+/// rebuilds (local symbols: `hot::axum::router::<{closure}>`).
+fn objects_have(source: &crate::patch::ObjectSource, or_rebuilds: bool) -> Result<bool> {
     use object::{Object, ObjectSymbol};
     if let crate::patch::ObjectSource::Rlib(rlib) = source {
-        // An rlib's archive symbol index lists what its members define.
+        // An rlib's archive symbol index lists what its members define (their global symbols).
         let data = crate::sys::map_file(rlib)?;
         let archive = object::read::archive::ArchiveFile::parse(&*data)?;
-        if let Ok(Some(symbols)) = archive.symbols() {
-            return Ok(symbols.flatten().any(|s| s.name().starts_with(crate::abi::elf::ENTRY_PREFIX.as_bytes())));
+        if let Ok(Some(mut symbols)) = archive.symbols() {
+            let found = symbols.any(|s| s.is_ok_and(|s| s.name().starts_with(crate::abi::elf::ENTRY_PREFIX.as_bytes())));
+            if found || !or_rebuilds {
+                return Ok(found);
+            }
         }
     }
+    let wanted = |name: &str| {
+        name.starts_with(crate::abi::elf::ENTRY_PREFIX) || (or_rebuilds && name.contains("3hot") && crate::patch::reach::rebuilt_by_the_runtime(name))
+    };
     Ok(source.read()?.iter().any(|o| {
-        object::File::parse(&*o.data)
-            .is_ok_and(|file| file.symbols().any(|s| s.is_definition() && s.name().is_ok_and(|n| n.starts_with(crate::abi::elf::ENTRY_PREFIX))))
+        object::File::parse(&*o.data).is_ok_and(|file| file.symbols().any(|s| s.is_definition() && s.name().is_ok_and(wanted)))
     }))
 }
 
@@ -327,7 +349,7 @@ fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode, early: 
     let _registered = crate::signals::register_build(child.id());
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    let progress = Progress { done: Arc::new(AtomicUsize::new(0)), total: plan.expected_units, events: events.clone() };
+    let progress = Progress::new(plan.expected_units, events.clone());
     let status_reader = {
         let progress = progress.clone();
         std::thread::spawn(move || {
@@ -383,6 +405,7 @@ fn run_cargo(plan: &Plan, tool: &Path, events: &Events, mode: BuildMode, early: 
         return Ok(Err(diagnostics));
     }
     let executable = executable.ok_or_else(|| anyhow!("cargo built no binary named `{}`", plan.host.bin))?;
+    progress.finish();
     let units = progress.done.load(Ordering::SeqCst);
     Ok(Ok(Artifacts { executable, units, build_script_env, build_script_library_dirs, local_libs }))
 }
@@ -396,19 +419,45 @@ fn describe_command(command: &Command) -> String {
 
 /// Build progress from cargo's messages: units finished (artifacts and build-script runs,
 /// fresh ones included, from standard output) and the unit being compiled (cargo's status
-/// lines, from standard error).
+/// lines, from standard error). At most one event per [`PROGRESS_INTERVAL`] (a build of 400
+/// units would otherwise send 800), and a last one at the end whose total is what was done:
+/// the estimate came from the previous build, and a bar must end full.
 #[derive(Clone)]
 struct Progress {
     done: Arc<AtomicUsize>,
     /// The estimate of the units in this build (the last build's count, or the metadata's).
     total: usize,
     events: Events,
+    /// When the last event was sent.
+    last: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
+/// The least time between two progress events.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
 impl Progress {
+    fn new(total: usize, events: Events) -> Self {
+        Progress { done: Arc::new(AtomicUsize::new(0)), total, events, last: Default::default() }
+    }
+
     fn unit_done(&self, unit: Option<String>) {
         let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        self.report(done, unit);
+    }
+
+    fn report(&self, done: usize, unit: Option<String>) {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < PROGRESS_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
         self.events.emit(Event::BuildProgress { done, total: self.total.max(done), unit });
+    }
+
+    /// The build succeeded: the bar ends full.
+    fn finish(&self) {
+        let done = self.done.load(Ordering::SeqCst);
+        self.events.emit(Event::BuildProgress { done, total: done, unit: None });
     }
 
     fn cargo_line(&self, line: String) {
@@ -417,7 +466,7 @@ impl Progress {
         if let Some(("Compiling", rest)) = status {
             let done = self.done.load(Ordering::SeqCst);
             let unit = rest.split_whitespace().next().map(str::to_string);
-            self.events.emit(Event::BuildProgress { done, total: self.total.max(done), unit });
+            self.report(done, unit);
         }
         self.events.emit(Event::CargoOutput { text: line, status: status.is_some() });
     }
@@ -659,6 +708,28 @@ mod tests {
         assert_eq!(cargo_status("    Finished `dev` profile [unoptimized + debuginfo] target(s) in 0.31s").map(|s| s.0), Some("Finished"));
         assert_eq!(cargo_status("error: could not compile `handlers` (lib) due to 1 previous error"), None);
         assert_eq!(cargo_status("warning: unused manifest key: package.metadata"), None);
+    }
+
+    #[test]
+    fn progress_is_throttled_and_ends_full() {
+        let (events, received) = Events::collecting();
+        let progress = Progress::new(438, events);
+        for _ in 0..341 {
+            progress.unit_done(Some("serde".into()));
+            progress.cargo_line("   Compiling serde v1.0.0".into());
+        }
+        progress.finish();
+        let reported: Vec<(usize, usize)> = received
+            .try_iter()
+            .filter_map(|message| match message {
+                crate::ui::Message::Event(Event::BuildProgress { done, total, .. }) => Some((done, total)),
+                _ => None,
+            })
+            .collect();
+        // 682 updates in far less than a second: a handful of events, not hundreds.
+        assert!(reported.len() < 20, "{} progress events", reported.len());
+        assert_eq!(reported.first(), Some(&(1, 438)), "the first update is sent at once");
+        assert_eq!(reported.last(), Some(&(341, 341)), "the bar ends full, at what was done");
     }
 
     #[test]

@@ -104,6 +104,10 @@ pub struct HotOptions {
     /// Start a crashed program again by itself, with backoff.
     #[arg(long)]
     pub restart_on_crash: bool,
+    /// Do not hold the ports the program binds itself across restarts (no LD_PRELOAD shim):
+    /// connections are then refused while it restarts.
+    #[arg(long)]
+    pub no_hold_ports: bool,
 }
 
 impl HotOptions {
@@ -114,6 +118,9 @@ impl HotOptions {
         let mut pairs = Vec::new();
         if self.restart_on_crash {
             pairs.push(("restart-on-crash", Value::Bool(true)));
+        }
+        if self.no_hold_ports {
+            pairs.push(("hold-ports", Value::Bool(false)));
         }
         for (key, values) in [
             ("boundary", &self.boundary),

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 /// Keys this version understands. Anything else gets a warning naming the key and the file.
 pub const KNOWN_KEYS: &[&str] =
-    &["boundary", "exclude", "bin", "restart", "ignore", "watch", "debounce", "env-file", "shutdown-timeout", "listen", "restart-on-crash"];
+    &["boundary", "exclude", "bin", "restart", "ignore", "watch", "debounce", "env-file", "shutdown-timeout", "listen", "restart-on-crash", "hold-ports"];
 
 /// A boundary as written by the user: a path or a package name, with the directory that a
 /// relative path is relative to.
@@ -106,6 +106,8 @@ pub struct HotConfig {
     pub listen: Vec<std::net::SocketAddr>,
     /// Start a crashed program again by itself (with backoff), not only on the next change.
     pub restart_on_crash: bool,
+    /// Hold the ports the program binds itself across restarts (see `held_ports`).
+    pub hold_ports: bool,
 }
 
 impl Default for HotConfig {
@@ -122,6 +124,7 @@ impl Default for HotConfig {
             shutdown_timeout: Duration::from_secs(5),
             listen: Vec::new(),
             restart_on_crash: false,
+            hold_ports: cfg!(target_os = "linux"),
         }
     }
 }
@@ -201,6 +204,10 @@ impl HotConfig {
                 "restart-on-crash" => match value {
                     Value::Bool(on) => self.restart_on_crash = *on,
                     _ => bail!("`restart-on-crash` in {origin} must be true or false"),
+                },
+                "hold-ports" => match value {
+                    Value::Bool(on) => self.hold_ports = *on,
+                    _ => bail!("`hold-ports` in {origin} must be true or false"),
                 },
                 "debounce" => self.debounce = parse_duration(key, value, origin)?,
                 "shutdown-timeout" => self.shutdown_timeout = parse_duration(key, value, origin)?,

@@ -112,6 +112,11 @@ pub enum Event {
         build_ms: u64,
         cause: RestartCause,
     },
+    /// The program bound `address` itself and was handed the socket cargo hot holds for it:
+    /// restarts queue its connections instead of refusing them (said once per address).
+    PortHeld {
+        address: String,
+    },
     /// The program accepts connections.
     Ready {
         pid: u32,
@@ -144,9 +149,11 @@ pub enum Event {
     },
     /// The screen was cleared (`c`).
     Cleared,
-    /// The session ends (signal or `q`).
+    /// The session ends (signal or `q`), after stopping the program (`program`, when one ran).
     SessionEnded {
         signal: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        program: Option<u32>,
     },
 }
 

@@ -339,7 +339,7 @@ impl HostState {
         // v0-mangled names carry no hash of a static's type: its imports are checked instead.
         let v0_mangling = patching.as_ref().is_some_and(|p| p.image.statics.iter().any(|s| s.name.starts_with("_R")));
         // A crate without exports is reached through the others' (see `patch::reach`).
-        let any_exports = units.iter().any(|unit| build::unit_has_exports(unit).unwrap_or(true));
+        let any_exports = units.iter().any(|unit| build::unit_is_reachable_by_patches(unit).unwrap_or(true));
         let mut boundaries = Vec::new();
         for (index, unit) in units.into_iter().enumerate() {
             let dir = &unit.boundary.manifest_dir;

@@ -64,8 +64,11 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
 
     // The host links the runtime: `hot::axum::router`, `hot::listener`, and the exports when
     // the binary itself is the boundary. Each manifest is edited in memory and written once.
+    let mut in_server = local_dependencies(&metadata, host);
+    in_server.push(host);
+    let framework = Framework::of(&in_server);
     let mut host_manifest = Manifest::read(host.manifest_path.as_std_path())?;
-    edits.push(host_manifest.add_runtime(host, &features_for(host), &source)?);
+    edits.push(host_manifest.add_runtime(host, &features_for(host, framework), &source)?);
     // Libraries of the host that already use #[hot::export] need the runtime to compile.
     let exporting: Vec<&Package> = local_dependencies(&metadata, host).into_iter().filter(|p| uses_exports(p)).collect();
     let boundary = args.boundary.as_deref().map(|b| boundary_package(&metadata, host, b)).transpose()?;
@@ -74,7 +77,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
         libraries.push(package);
     }
     for package in libraries {
-        let features = if depends_on(package, "tokio") { vec!["tokio"] } else { vec![] };
+        let features = features_for(package, Framework::of(&[package]));
         let mut manifest = Manifest::read(package.manifest_path.as_std_path())?;
         edits.push(manifest.add_runtime(package, &features, &source)?);
         manifest.write()?;
@@ -83,6 +86,22 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
         // By package name: a path would be read relative to the manifest, not to where
         // `cargo hot init` ran.
         edits.push(host_manifest.name_boundary(&package.name)?);
+    }
+    // `-p` or `--bin` picked a server the workspace would not pick by itself: it is written
+    // down, so that `cargo hot run` and `cargo hot explain` need no flag.
+    if args.selection.package.is_some() || args.selection.bin.is_some() {
+        let plain = crate::cli::Selection { manifest_path: args.selection.manifest_path.clone(), ..Default::default() };
+        let by_itself = metadata::host_package(&plain).ok().map(|(_, id, bin)| (id, bin));
+        if by_itself.as_ref() != Some(&(host_id.clone(), bin.clone())) {
+            let root_manifest = metadata.workspace_root.join("Cargo.toml").into_std_path_buf();
+            if root_manifest == host.manifest_path.as_std_path() {
+                edits.push(host_manifest.name_bin(&bin)?);
+            } else {
+                let mut root = Manifest::read(&root_manifest)?;
+                edits.push(root.name_bin(&bin)?);
+                root.write()?;
+            }
+        }
     }
     host_manifest.write()?;
     // Where the hot code is (or goes): what `cargo hot run` will choose.
@@ -104,7 +123,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     }
     let main = host.targets.iter().find(|t| t.is_bin() && t.name == bin).map(|t| t.src_path.clone().into_std_path_buf());
     println!();
-    for line in next_steps(main.as_deref(), depends_on(host, "axum"), &hot) {
+    for line in next_steps(main.as_deref(), framework, &hot) {
         println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
@@ -191,6 +210,27 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// Writes `bin = "..."` under `[workspace.metadata.hot]` (the server to run), unless one is
+    /// named there already.
+    pub fn name_bin(&mut self, bin: &str) -> Result<Edit> {
+        let path = self.path.display().to_string();
+        let workspace = self.document.get_mut("workspace").and_then(Item::as_table_like_mut).ok_or_else(|| {
+            anyhow!("{path} has no [workspace]: cannot remember the server; pass -p or --bin to each cargo hot command")
+        })?;
+        let metadata = workspace.entry("metadata").or_insert(implicit_table());
+        let metadata = metadata.as_table_like_mut().ok_or_else(|| anyhow!("{path}: workspace.metadata is not a table"))?;
+        let hot = metadata.entry("hot").or_insert(Item::Table(Table::new()));
+        let hot = hot.as_table_like_mut().ok_or_else(|| anyhow!("{path}: workspace.metadata.hot is not a table"))?;
+        if let Some(existing) = hot.get("bin") {
+            return Ok(Edit::Unchanged(format!("{path} already names the server's binary {}", existing.to_string().trim())));
+        }
+        hot.insert("bin", toml_edit::value(bin));
+        self.changed = true;
+        Ok(Edit::Added(format!("bin = {bin:?} to [workspace.metadata.hot] of {path}: cargo hot run needs no -p")))
+    }
+}
+
 fn package<'a>(metadata: &'a Metadata, id: &PackageId) -> &'a Package {
     metadata.packages.iter().find(|p| &p.id == id).expect("cargo metadata lists the host package")
 }
@@ -199,15 +239,13 @@ fn depends_on(package: &Package, name: &str) -> bool {
     package.dependencies.iter().any(|d| d.name == name && d.kind == cargo_metadata::DependencyKind::Normal)
 }
 
-/// `axum` for a host that serves an axum router (it implies `tokio`), `tokio` for another
-/// tokio app (for `hot::scope`), nothing else.
-fn features_for(host: &Package) -> Vec<&'static str> {
-    if depends_on(host, "axum") {
-        vec!["axum"]
-    } else if depends_on(host, "tokio") {
-        vec!["tokio"]
-    } else {
-        vec![]
+/// The runtime's feature for the server's framework (`axum` implies `tokio`), `tokio` for
+/// another tokio app (for `hot::scope`), nothing else.
+fn features_for(host: &Package, framework: Framework) -> Vec<&'static str> {
+    match framework.feature() {
+        Some(feature) => vec![feature],
+        None if depends_on(host, "tokio") => vec!["tokio"],
+        None => vec![],
     }
 }
 
@@ -276,34 +314,90 @@ fn implicit_table() -> Item {
     Item::Table(table)
 }
 
+/// The web framework the server uses (its package's or its local libraries' dependencies):
+/// which of the runtime's rebuilds the next steps suggest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    Axum,
+    Actix,
+    /// tonic, or hyper and tower directly.
+    Tower,
+    Other,
+}
+
+impl Framework {
+    fn of(packages: &[&Package]) -> Framework {
+        let any = |name: &str| packages.iter().any(|p| depends_on(p, name));
+        if any("axum") {
+            Framework::Axum
+        } else if any("actix-web") {
+            Framework::Actix
+        } else if any("tonic") || any("hyper") || any("tower") {
+            Framework::Tower
+        } else {
+            Framework::Other
+        }
+    }
+
+    /// The runtime's feature for it.
+    fn feature(self) -> Option<&'static str> {
+        match self {
+            Framework::Axum => Some("axum"),
+            Framework::Actix => Some("actix"),
+            Framework::Tower => Some("tower"),
+            Framework::Other => None,
+        }
+    }
+}
+
 /// What to change in the host, from what its `main` does and where the hot code is.
-pub fn next_steps(main: Option<&Path>, uses_axum: bool, hot: &HotCode) -> Vec<String> {
+pub fn next_steps(main: Option<&Path>, framework: Framework, hot: &HotCode) -> Vec<String> {
     let source = main.and_then(|m| std::fs::read_to_string(m).ok()).unwrap_or_default();
     let main_name = main.map(|m| m.display().to_string()).unwrap_or_else(|| "src/main.rs".into());
-    let (module, path) = match hot {
-        HotCode::Library(package, crate_name) => (format!("the library `{package}`"), format!("{crate_name}::router")),
-        HotCode::PackageLibrary(crate_name) => ("the package's library (src/lib.rs or one of its modules)".to_string(), format!("{crate_name}::router")),
-        HotCode::BinaryModule => ("a module of the binary (e.g. src/routes.rs, declared with `mod routes;`)".to_string(), "routes::router".to_string()),
+    let (module, crate_path) = match hot {
+        HotCode::Library(package, crate_name) => (format!("the library `{package}`"), crate_name.clone()),
+        HotCode::PackageLibrary(crate_name) => ("the package's library (src/lib.rs or one of its modules)".to_string(), crate_name.clone()),
+        HotCode::BinaryModule => ("a module of the binary (e.g. src/routes.rs, declared with `mod routes;`)".to_string(), "routes".to_string()),
     };
     let mut steps = vec!["Next:".to_string()];
-    if source.contains("hot::axum::router") {
-        steps.push(format!("  {main_name} already serves its router through hot::axum::router: nothing to change there."));
-    } else if uses_axum && (source.contains("Router::new()") || source.contains("axum::serve")) {
-        steps.push(format!("  1. Build your axum Router in a function of {module}, marked as the entry point (if it is not already):"));
-        steps.push("       #[hot::export]".to_string());
-        steps.push("       pub fn router(state: Arc<AppState>) -> Router { Router::new().route(...).with_state(state) }".to_string());
-        steps.push(format!("  2. In {main_name}, serve it through the runtime, which rebuilds it after each patch:"));
-        steps.push(format!("       let app = hot::axum::router(move || {path}(state.clone()));"));
-    } else {
-        steps.push(format!(
-            "  1. Put #[hot::export] on the functions your server calls for each request (in {module}); {main_name} keeps calling them as before."
-        ));
+    match framework {
+        _ if ["hot::axum::router", "hot::actix::configure", "hot::tower::service"].iter().any(|rebuilt| source.contains(rebuilt)) => {
+            steps.push(format!("  {main_name} already serves its routes through the runtime: nothing to change there."));
+        }
+        Framework::Axum if source.contains("Router::new()") || source.contains("axum::serve") => {
+            steps.push(format!("  1. Build your axum Router in a function of {module}, marked as the entry point (if it is not already):"));
+            steps.push("       #[hot::export]".to_string());
+            steps.push("       pub fn router(state: Arc<AppState>) -> Router { Router::new().route(...).with_state(state) }".to_string());
+            steps.push(format!("  2. In {main_name}, serve it through the runtime, which rebuilds it after each patch:"));
+            steps.push(format!("       let app = hot::axum::router(move || {crate_path}::router(state.clone()));"));
+        }
+        Framework::Axum => {
+            steps.push("  1. Where the app builds its axum Router (a `router(...)` function its `launch` or `serve` calls), serve it".to_string());
+            steps.push("     through the runtime, which rebuilds it with the newest code after each patch:".to_string());
+            steps.push("       let app = hot::axum::router(move || router(state.clone()));".to_string());
+            steps.push("     A router generic over its database (`router::<DB>`) needs no wrapper: its copy is patched where it is compiled.".to_string());
+        }
+        Framework::Actix => {
+            steps.push(format!("  1. Register your routes in a function of {module}, marked as the entry point:"));
+            steps.push("       #[hot::export]".to_string());
+            steps.push("       pub fn configure(config: &mut web::ServiceConfig) { config.route(\"/\", web::get().to(index)); }".to_string());
+            steps.push(format!("  2. In the App factory of {main_name}, take them from the runtime, which configures them again after each patch:"));
+            steps.push(format!("       App::new().configure(hot::actix::configure({crate_path}::configure))"));
+            steps.push("     An exported async handler whose future is not Send (a Session, an HttpRequest held across .await) needs #[hot::export(local)].".to_string());
+        }
+        Framework::Tower => {
+            steps.push(format!("  1. Build your tower service (a tonic server's routes, a hyper service) in a #[hot::export] function of {module}."));
+            steps.push(format!("  2. In {main_name}, serve it through the runtime, which rebuilds it after each patch:"));
+            steps.push(format!("       let service = hot::tower::service(move || {crate_path}::service(state.clone()));"));
+        }
+        Framework::Other => {
+            steps.push(format!(
+                "  1. Put #[hot::export] on the functions your server calls for each request (in {module}); {main_name} keeps calling them as before."
+            ));
+        }
     }
-    if source.contains("TcpListener::bind") && !source.contains("hot::listener") {
-        steps.push("  Optional: take the socket from the runtime, and restarts refuse no connection (`cargo hot run --listen ADDR`):".to_string());
-        steps.push("       let listener = tokio::net::TcpListener::from_std(hot::listener(addr)?)?;".to_string());
-    }
-    steps.push("Then run `cargo hot run`; edits to the hot code are patched into the running server.".to_string());
+    steps.push("Then run `cargo hot run`; edits to the hot code are patched into the running server, and a restart keeps the port".to_string());
+    steps.push("the server binds open, so no connection is refused while it restarts.".to_string());
     steps
 }
 
@@ -372,17 +466,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("main.rs");
         std::fs::write(&main, "let app = Router::new();\nlet l = TcpListener::bind(addr).await?;\naxum::serve(l, app)").unwrap();
-        let steps = next_steps(Some(&main), true, &HotCode::BinaryModule).join("\n");
+        let steps = next_steps(Some(&main), Framework::Axum, &HotCode::BinaryModule).join("\n");
         assert!(steps.contains("hot::axum::router(move || routes::router(state.clone()))"), "{steps}");
-        assert!(steps.contains("hot::listener(addr)"), "{steps}");
-        let steps = next_steps(Some(&main), true, &HotCode::PackageLibrary("my_app".into())).join("\n");
+        assert!(!steps.contains("hot::listener"), "ports are held without it: {steps}");
+        assert!(steps.contains("keeps the port"), "{steps}");
+        let steps = next_steps(Some(&main), Framework::Axum, &HotCode::PackageLibrary("my_app".into())).join("\n");
         assert!(steps.contains("the package's library") && steps.contains("my_app::router(state.clone())"), "{steps}");
+        std::fs::write(&main, "fn main() { run(launch::<Postgres>(settings)) }").unwrap();
+        let steps = next_steps(Some(&main), Framework::Axum, &HotCode::Library("server".into(), "server".into())).join("\n");
+        assert!(steps.contains("hot::axum::router(move || router(state.clone()))") && steps.contains("generic"), "{steps}");
         std::fs::write(&main, "fn main() { serve_forever() }").unwrap();
-        let steps = next_steps(Some(&main), false, &HotCode::Library("handlers".into(), "handlers".into())).join("\n");
+        let steps = next_steps(Some(&main), Framework::Other, &HotCode::Library("handlers".into(), "handlers".into())).join("\n");
         assert!(steps.contains("Put #[hot::export] on the functions") && steps.contains("the library `handlers`"), "{steps}");
-        assert!(!steps.contains("hot::listener"), "{steps}");
+        std::fs::write(&main, "HttpServer::new(|| App::new().service(index))").unwrap();
+        let steps = next_steps(Some(&main), Framework::Actix, &HotCode::Library("site".into(), "site".into())).join("\n");
+        assert!(steps.contains("App::new().configure(hot::actix::configure(site::configure))"), "{steps}");
+        assert!(steps.contains("#[hot::export(local)]"), "{steps}");
+        let steps = next_steps(Some(&main), Framework::Tower, &HotCode::Library("api".into(), "api".into())).join("\n");
+        assert!(steps.contains("hot::tower::service(move || api::service(state.clone()))"), "{steps}");
         std::fs::write(&main, "let app = hot::axum::router(move || api::router(s.clone()));").unwrap();
-        let steps = next_steps(Some(&main), true, &HotCode::Library("api".into(), "api".into())).join("\n");
-        assert!(steps.contains("already serves its router through hot::axum::router") && !steps.contains("Build your axum Router"), "{steps}");
+        let steps = next_steps(Some(&main), Framework::Axum, &HotCode::Library("api".into(), "api".into())).join("\n");
+        assert!(steps.contains("already serves its routes through the runtime") && !steps.contains("Build your axum Router"), "{steps}");
     }
 }

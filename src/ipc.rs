@@ -91,11 +91,11 @@ impl IpcServer {
         Ok(self.connection_for(pid, timeout)?.info)
     }
 
-    /// Asks the child `pid` to stop accepting on the inherited sockets; returns how many
-    /// descriptors it replaced.
-    pub fn drain(&mut self, pid: u32, timeout: Duration) -> Result<usize> {
+    /// Asks the child `pid` to stop accepting on the inherited sockets and on `held` (the
+    /// identities of sockets handed to its own binds); returns how many descriptors it replaced.
+    pub fn drain(&mut self, pid: u32, held: Vec<(u64, u64)>, timeout: Duration) -> Result<usize> {
         let id = self.take_id();
-        match self.request(pid, ParentMessage::Drain { id }, timeout)? {
+        match self.request(pid, ParentMessage::Drain { id, sockets: held }, timeout)? {
             ChildMessage::Drained { descriptors, .. } => Ok(descriptors),
             other => bail!("unexpected answer to drain: {other:?}"),
         }
@@ -119,7 +119,7 @@ impl IpcServer {
     /// Sends one request and waits for the answer with the same id.
     fn request(&mut self, pid: u32, message: ParentMessage, timeout: Duration) -> Result<ChildMessage> {
         let id = match &message {
-            ParentMessage::Reload { id, .. } | ParentMessage::Drain { id } => *id,
+            ParentMessage::Reload { id, .. } | ParentMessage::Drain { id, .. } => *id,
         };
         let result = (|| {
             let connection = self.connection_for(pid, Duration::from_secs(3))?;

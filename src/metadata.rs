@@ -23,7 +23,7 @@ pub struct Host {
 }
 
 /// A hot crate: edits to files only it compiles are patched into the running host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Boundary {
     pub package: String,
     /// The target's crate name (`-` replaced by `_`), as rustc knows it.
@@ -45,7 +45,7 @@ pub struct Boundary {
 }
 
 /// Which crate of its package a boundary is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BoundaryKind {
     /// A library the host links (its own `src/lib.rs`, or another crate).
     Library,

@@ -342,6 +342,9 @@ pub fn run(build: &HostBuild, replay: &Replay, context: &Workplace) -> Result<Re
     if build.executable != compiled {
         uplift(&compiled, &build.executable).with_context(|| format!("cannot update {}", build.executable.display()))?;
     }
+    // The bar ends full, as after cargo's builds.
+    let steps = if replay.compiles_host(build) { total } else { total + 1 };
+    context.events.emit(Event::BuildProgress { done: steps, total: steps, unit: None });
     let mut rebuilt = build.clone();
     rebuilt.without_cargo = true;
     rebuilt.link = link;

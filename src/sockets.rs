@@ -68,6 +68,11 @@ impl Listeners {
         self.sockets.iter().map(|(address, _)| *address).collect()
     }
 
+    /// Each address and cargo hot's socket for it.
+    pub fn sockets(&self) -> impl Iterator<Item = (SocketAddr, &OwnedFd)> {
+        self.sockets.iter().map(|(address, fd)| (*address, fd))
+    }
+
     pub fn raw_fds(&self) -> Vec<RawFd> {
         self.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect()
     }

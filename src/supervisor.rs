@@ -18,6 +18,7 @@ use hot::protocol::ReloadOutcome;
 use crate::events::{ms, AfterCrash, Crashed, Event, Events, RestartCause, StartCause, Trigger};
 use crate::ipc::{IpcServer, ProgramInfo};
 use crate::process::{describe_exit, LastOutput, Launch, Program, Stopped};
+use crate::held_ports::HeldPorts;
 use crate::sockets::Listeners;
 use crate::ui::OutputSink;
 use crate::wake::{ProgramEvent, Wake};
@@ -152,6 +153,8 @@ pub struct Supervisor<S: Spawner = Processes> {
     state: State<S::Child>,
     ipc: IpcServer,
     listeners: Listeners,
+    /// Ports the program binds itself, held across restarts (see `held_ports`).
+    held: Option<HeldPorts>,
     events: Events,
     settings: Settings,
     /// The last launch, for restart-on-crash.
@@ -167,6 +170,7 @@ impl<S: Spawner> Supervisor<S> {
             state: State::Stopped,
             ipc,
             listeners,
+            held: None,
             events,
             settings,
             launch: None,
@@ -186,6 +190,15 @@ impl<S: Spawner> Supervisor<S> {
 
     pub fn listeners(&self) -> &Listeners {
         &self.listeners
+    }
+
+    /// Hold the ports the programs bind themselves from now on.
+    pub fn hold_ports(&mut self, held: HeldPorts) {
+        self.held = Some(held);
+    }
+
+    pub fn held_ports(&self) -> Option<&HeldPorts> {
+        self.held.as_ref()
     }
 
     /// The running program (starting or accepting).
@@ -222,6 +235,9 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     fn spawn(&mut self, request: &StartRequest) -> Result<u32> {
+        if let Some(held) = &self.held {
+            held.next_run();
+        }
         let child = self.spawner.spawn(&request.launch)?;
         let pid = child.pid();
         self.started_before = true;
@@ -232,22 +248,23 @@ impl<S: Spawner> Supervisor<S> {
     fn replace(&mut self, old: Run<S::Child>, request: StartRequest) -> Result<u32> {
         let previous_pid = old.child.pid();
         let mut drained = false;
-        if !self.listeners.is_empty() {
+        let held = self.held.as_ref().map(HeldPorts::identities).unwrap_or_default();
+        if !self.listeners.is_empty() || !held.is_empty() {
             // Stop the old program accepting first: a connection it accepted just before
             // SIGTERM but had not read yet would be reset by a graceful shutdown.
-            if let Ok(descriptors) = self.ipc.drain(previous_pid, Duration::from_secs(1)) {
-                if descriptors > 0 {
-                    std::thread::sleep(DRAIN_GRACE);
-                    drained = true;
-                }
+            if let Ok(descriptors) = self.ipc.drain(previous_pid, held, Duration::from_secs(1)) {
+                drained = descriptors > 0;
             }
         }
         self.ipc.disconnect();
         let spawned = if drained {
             // It accepts nothing more: the new program can take the queue while the old one
-            // finishes its requests (a long-lived stream must not hold everyone up).
-            old.child.terminate();
+            // finishes its requests (a long-lived stream must not hold everyone up). The new
+            // one starts at once; the old one has the grace, overlapping that start, to read
+            // what it had just accepted before it is asked to stop.
             let spawned = self.spawn(&request);
+            std::thread::sleep(DRAIN_GRACE);
+            old.child.terminate();
             self.report_stop(&old.child, old.child.finish(self.settings.shutdown_timeout));
             spawned
         } else {

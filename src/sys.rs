@@ -121,6 +121,62 @@ pub fn inherit_fds(command: &mut Command, fds: Vec<RawFd>) {
     }
 }
 
+/// The process on the other end of a Unix stream socket (SO_PEERCRED: the process that
+/// connected, as the kernel recorded it at `connect`).
+pub fn peer_pid(stream: &std::os::unix::net::UnixStream) -> Option<u32> {
+    let mut credentials = std::mem::MaybeUninit::<libc::ucred>::zeroed();
+    let mut length = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `length` bytes into `credentials`, which has room for
+    // a `ucred`; we read it only when the call succeeded and filled all of it.
+    let got = unsafe {
+        libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, credentials.as_mut_ptr().cast(), &mut length)
+    };
+    if got != 0 || length as usize != std::mem::size_of::<libc::ucred>() {
+        return None;
+    }
+    // SAFETY: filled by the successful call above (zeroed before, so never uninitialised).
+    let credentials = unsafe { credentials.assume_init() };
+    u32::try_from(credentials.pid).ok().filter(|pid| *pid > 0)
+}
+
+/// Sends one byte on a Unix stream socket, with a copy of `fd` attached (SCM_RIGHTS) when
+/// given: the receiver gets its own descriptor of the same open socket.
+pub fn send_byte_with_fd(stream: &std::os::unix::net::UnixStream, byte: u8, fd: Option<RawFd>) -> std::io::Result<()> {
+    let mut payload = [byte];
+    let mut part = libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: 1 };
+    // Room for one descriptor's control message, aligned for `cmsghdr` (u64 words).
+    let mut control = [0u64; 4];
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    assert!(space <= std::mem::size_of_val(&control), "one descriptor's control message fits");
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header, filled in below.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut part;
+    message.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = space as _;
+        // SAFETY: `message` points at `control`, which has room for CMSG_SPACE(one fd) bytes
+        // and is aligned for cmsghdr; CMSG_FIRSTHDR is then non-null and CMSG_DATA points
+        // inside `control`, where an fd is written unaligned.
+        unsafe {
+            let header = libc::CMSG_FIRSTHDR(&message);
+            (*header).cmsg_level = libc::SOL_SOCKET;
+            (*header).cmsg_type = libc::SCM_RIGHTS;
+            (*header).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(header).cast::<RawFd>(), fd);
+        }
+    }
+    // SAFETY: every pointer in `message` (the iovec, its byte, the control buffer) lives
+    // until sendmsg returns; sendmsg only reads them.
+    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &message, libc::MSG_NOSIGNAL) };
+    if sent == 1 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Makes the spawned program die with cargo hot, even when cargo hot is killed by SIGKILL.
 pub fn kill_with_parent(command: &mut Command) {
     let parent = std::process::id() as libc::pid_t;

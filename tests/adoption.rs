@@ -41,7 +41,7 @@ fn the_binary_s_own_modules_are_hot_main_restarts_and_cargo_s_env_reaches_the_pr
     let mark = run.log().len();
     fixture.edit("src/main.rs", "bin-app v1 listening", "bin-app v2 listening");
     let log = run.wait_for_log("bin-app v2 listening", mark, WAIT);
-    assert!(log[mark..].contains("which no #[hot::export] function reaches"), "{log}");
+    assert!(log[mark..].contains("only start-up code such as `main` runs it"), "{log}");
     assert!(log[mark..].contains("bin_app::main"), "the reason names main: {log}");
     assert_ne!(run.pid(), pid);
     assert_eq!(run.get("/").unwrap(), "bin-app v2 (hits=1)");

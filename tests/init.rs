@@ -60,3 +60,28 @@ fn a_workspace_gets_the_runtime_in_host_and_boundary_and_the_boundary_named() {
     let explained = support::explain(&fixture, &["crates/handlers/src/lib.rs"]);
     assert!(explained.contains("crates/handlers/src/lib.rs: patch"), "{explained}");
 }
+
+#[test]
+fn a_server_picked_with_p_is_remembered_for_run_and_explain() {
+    let fixture = Fixture::copy("axum-app");
+    // A second binary in the workspace: `cargo hot` cannot pick the server by itself.
+    std::fs::create_dir_all(fixture.path("crates/tool/src")).unwrap();
+    std::fs::write(fixture.path("crates/tool/Cargo.toml"), "[package]\nname = \"tool\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
+    std::fs::write(fixture.path("crates/tool/src/main.rs"), "fn main() {}\n").unwrap();
+    fixture.edit("Cargo.toml", "\"crates/shared\"]", "\"crates/shared\", \"crates/tool\"]");
+    let _lock = support::exclusive_build();
+    let refused = Command::new(CARGO_HOT)
+        .args(["hot", "explain", "crates/handlers/src/lib.rs"])
+        .current_dir(fixture.root())
+        .env("CARGO_TARGET_DIR", support::shared_target_dir())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "two binaries: which is the server is not known yet");
+
+    let out = init(&fixture, &["-p", "server"]);
+    assert!(fixture.read("Cargo.toml").contains("[workspace.metadata.hot]\nboundary = \"crates/handlers\"\nbin = \"server\""), "{out}\n{}", fixture.read("Cargo.toml"));
+    let explained = support::explain(&fixture, &["crates/handlers/src/lib.rs"]);
+    assert!(explained.contains("crates/handlers/src/lib.rs: patch"), "run and explain need no -p now: {explained}");
+    let again = init(&fixture, &["-p", "server"]);
+    assert_eq!(fixture.read("Cargo.toml").matches("bin = \"server\"").count(), 1, "{again}");
+}

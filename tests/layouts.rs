@@ -19,7 +19,7 @@ fn compile(dir: &Path, name: &str, source: &str) -> TypeFacts {
         .status()
         .expect("rustc runs");
     assert!(status.success(), "{source}");
-    let object = ObjectFile { name: format!("{name}.o"), data: std::fs::read(&out).unwrap().into() };
+    let object = ObjectFile { name: format!("{name}.o"), data: std::fs::read(&out).unwrap() };
     dwarf::read_objects(&[object], "logic").unwrap()
 }
 

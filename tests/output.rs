@@ -74,6 +74,21 @@ fn json_events_describe_a_patch_and_a_restart() {
     assert_eq!(ready[1]["pid"].as_u64(), Some(u64::from(second_pid)));
     assert!(ready[1]["since_trigger_ms"].as_u64().is_some() && ready[1]["address"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(of("build-finished").all(|e| e["ok"] == true && e["duration_ms"].as_u64().is_some()));
+    // Progress is throttled, and each build's bar ends full.
+    let mut progress: Vec<&Value> = Vec::new();
+    for event in &events {
+        match event["kind"].as_str() {
+            Some("build-started") => progress.clear(),
+            Some("build-progress") => progress.push(event),
+            Some("build-finished") if !progress.is_empty() => {
+                let last = progress.last().unwrap();
+                assert_eq!(last["done"], last["total"], "the bar ends full: {last}");
+                let total = progress.iter().filter_map(|e| e["total"].as_u64()).max().unwrap();
+                assert!(progress.len() as u64 <= total + 1, "{} progress events for {total} units", progress.len());
+            }
+            _ => {}
+        }
+    }
 
     let program_output = std::fs::read_to_string(&stderr).unwrap();
     assert!(program_output.contains("listening on http://127.0.0.1"), "the program's output is on standard error:\n{program_output}");

@@ -38,7 +38,7 @@ impl Bench<'_> {
         let homes = patch::bind::Homes::default();
         let objects = dirs.objects(&self.unit).read().unwrap();
         patch::link(objects, &self.linker, &self.work.path().join("objects"), &output, &homes, false).unwrap().unwrap();
-        abi::check_file(&self.image, &["handlers".to_string()], &output).unwrap()
+        abi::check_file(&self.image, &["handlers".to_string()], &output, abi::Reach::ExportsOnly).unwrap()
     }
 }
 

@@ -4,8 +4,6 @@
 mod support;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{Fixture, HotRun, CARGO_HOT};
@@ -32,30 +30,7 @@ fn no_request_fails_under_load_across_patches_and_restarts() {
     let fixture = Fixture::copy("axum-app");
     let run = start_listening(&fixture, &[], &[]);
     let port = run.port;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let load: Vec<_> = (0..3)
-        .map(|_| {
-            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
-            std::thread::spawn(move || {
-                // Bounded in time and count, loopback only.
-                let deadline = Instant::now() + Duration::from_secs(600);
-                let mut sent = 0u64;
-                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && sent < 1_000_000 {
-                    sent += 1;
-                    match support::http(port, "GET", "/version", "") {
-                        Ok(_) => {
-                            ok.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Err(err) => failures.lock().unwrap().push(err),
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        })
-        .collect();
-
+    let load = support::Load::start(port, "/version", 3);
     let first_pid = run.pid();
     let mut restarts = 0;
     let mut patches = 0;
@@ -74,12 +49,7 @@ fn no_request_fails_under_load_across_patches_and_restarts() {
         // Let the load run against the new program for a moment.
         std::thread::sleep(Duration::from_millis(300));
     }
-    stop.store(true, Ordering::SeqCst);
-    for thread in load {
-        thread.join().unwrap();
-    }
-    let ok = ok.load(Ordering::SeqCst);
-    let failures = failures.lock().unwrap();
+    let (ok, failures) = load.stop();
     println!("load: {ok} requests ok, {} failed, across {patches} patches and {restarts} restarts", failures.len());
     assert_ne!(run.pid(), first_pid);
     assert!(ok > 100, "the load generator ran: {ok} requests");

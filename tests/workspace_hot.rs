@@ -38,6 +38,8 @@ fn every_library_of_the_workspace_patches() {
     run.wait_for_response("/stamp", WAIT, |b| b == "stamp-2");
     assert_eq!(request(run.port, "GET", "/price/1").unwrap().header("x-stamp"), Some("stamp-2"));
     assert_eq!(run.pid(), pid);
+    // The new code answers as soon as it is loaded, a moment before the outcome is printed.
+    run.wait_for_log("`domain::stamp` redirected", 0, WAIT);
 
     // A generic `domain` function instantiated in `web`: `web` is compiled again with it.
     let mark = run.log().len();

@@ -28,7 +28,10 @@ use syn::{FnArg, Item, ItemFn, Lifetime, ReturnType, Type};
 
 /// Marks a function of the hot boundary crate as an entry point that `cargo hot` can patch.
 ///
-/// Options: `#[hot::export(local)]` for an `async fn` whose future is not `Send`.
+/// Options: `#[hot::export(local)]` for an `async fn` whose future is not `Send` (it holds an
+/// `Rc`, a `RefCell` borrow, an actix `Session` or `HttpRequest` across an `.await`). Without
+/// it, such a function fails to compile with "future cannot be sent between threads safely",
+/// "required by a bound in `future_is_send_or_use_hot_export_local`".
 #[proc_macro_attribute]
 pub fn export(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = match parse_options(attr.into()) {
@@ -432,15 +435,22 @@ fn expand(options: &Options, func: ItemFn) -> syn::Result<TokenStream2> {
         let fn_ptr = quote!(#binder fn(#(#rewritten_types),*) -> #future);
         // Like an `async fn`, the future owns every argument until it completes, even those
         // bound to `_` (a semaphore permit, a guard), and then binds the user's patterns.
-        let body = quote!({
-            ::std::boxed::Box::pin(async move {
-                #(let #entry_arg_names = #entry_arg_names;)*
-                #(let #arg_patterns = #entry_arg_names;)*
-                let __hot_output: #output = #block;
-                #[allow(unreachable_code)]
-                __hot_output
-            })
+        let running = quote!(async move {
+            #(let #entry_arg_names = #entry_arg_names;)*
+            #(let #arg_patterns = #entry_arg_names;)*
+            let __hot_output: #output = #block;
+            #[allow(unreachable_code)]
+            __hot_output
         });
+        // A future that is not `Send` fails here first, in a call whose name says the fix,
+        // pointed at the `async` of the user's function.
+        let running = if options.local {
+            running
+        } else {
+            let span = sig.asyncness.map(|a| a.span).unwrap_or_else(Span::call_site);
+            quote::quote_spanned!(span=> ::hot::__private::future_is_send_or_use_hot_export_local(#running))
+        };
+        let body = quote!({ ::std::boxed::Box::pin(#running) });
         let inputs = entry_arg_names.iter().zip(&rewritten_types).map(|(n, t)| quote!(#n: #t));
         (generics, quote!(#(#inputs),*), future, fn_ptr, body)
     } else {

@@ -48,7 +48,7 @@ fn serve(path: &std::path::Path) -> std::io::Result<()> {
             Ok(ParentMessage::Reload { id, patch, exports, redirects }) => {
                 ChildMessage::Reloaded { id, outcome: reload(&patch, &exports, &redirects) }
             }
-            Ok(ParentMessage::Drain { id }) => ChildMessage::Drained { id, descriptors: loader::stop_accepting() },
+            Ok(ParentMessage::Drain { id, sockets }) => ChildMessage::Drained { id, descriptors: loader::stop_accepting(&sockets) },
             Err(err) => {
                 eprintln!("[hot] ignoring a message this runtime does not understand ({err}); is the hot crate older than cargo-hot?");
                 continue;

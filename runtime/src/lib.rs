@@ -16,6 +16,10 @@
 //! each patch, when it was created through this crate:
 //! - [`axum::router`] (feature `axum`): the app's `Router`, so routes and middleware change
 //!   without a restart;
+//! - [`actix::configure`] (feature `actix`): an actix-web app's routes, scopes, guards and
+//!   middleware, on every worker;
+//! - [`tower::service`] (feature `tower`): any tower `Service`, a tonic server's or a hyper
+//!   service;
 //! - [`Hot`]: any other value (templates, a rules table, a tower service);
 //! - [`scope`] (feature `tokio`): background jobs and subscribers, stopped (with their
 //!   cleanups) before the new ones start;
@@ -52,6 +56,10 @@ mod value;
 mod scope;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "actix")]
+pub mod actix;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 #[cfg(feature = "agent")]
 pub use lifecycle::{on_reload, version};
@@ -131,6 +139,15 @@ pub fn is_hot() -> bool {
 pub mod __private {
     #[cfg(unix)]
     pub use crate::loader::Slot;
+
+    /// Requires the future of an `async` `#[hot::export]` to be `Send`. When it is not (it
+    /// holds an `Rc`, a `RefCell` borrow, an actix `Session` or `HttpRequest` across an
+    /// `.await`), rustc's error says "required by a bound in
+    /// `future_is_send_or_use_hot_export_local`": the fix is `#[hot::export(local)]`.
+    #[inline(always)]
+    pub fn future_is_send_or_use_hot_export_local<F: core::future::Future + Send>(future: F) -> F {
+        future
+    }
 
     #[cfg(not(unix))]
     pub use crate::inert::Slot;

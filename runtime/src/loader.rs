@@ -157,7 +157,7 @@ pub(crate) fn executable_bias() -> Option<u64> {
             // SAFETY: dl_iterate_phdr passes a valid `dl_phdr_info` for the call's duration
             // (`dlpi_addr` is its first field, in every layout), and `data` is the `&mut u64`
             // given below. The first object reported is the executable.
-            unsafe { *(data as *mut u64) = (*info).dlpi_addr as u64 };
+            unsafe { *(data as *mut u64) = (*info).dlpi_addr };
             1 // stop after the executable
         }
         let mut bias: u64 = 0;
@@ -270,12 +270,16 @@ pub(crate) fn remember_inherited_sockets() {
     let _ = INHERITED_SOCKETS.set(sockets);
 }
 
-/// Makes every descriptor of this process that refers to an inherited listening socket
-/// refer to an unbound socket instead, so the program accepts no new connection (they wait
-/// in the kernel for the next program) while it finishes the ones it has. Returns how many
-/// descriptors were replaced.
-pub(crate) fn stop_accepting() -> usize {
-    let Some(sockets) = INHERITED_SOCKETS.get().filter(|s| !s.is_empty()) else { return 0 };
+/// Makes every descriptor of this process that refers to an inherited listening socket, or
+/// to one of `held` (sockets cargo hot handed to the program's own `bind`), refer to an
+/// unbound socket instead, so the program accepts no new connection (they wait in the kernel
+/// for the next program) while it finishes the ones it has. Returns how many descriptors were
+/// replaced.
+pub(crate) fn stop_accepting(held: &[(u64, u64)]) -> usize {
+    let sockets: Vec<(u64, u64)> = INHERITED_SOCKETS.get().into_iter().flatten().chain(held).copied().collect();
+    if sockets.is_empty() {
+        return 0;
+    }
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return 0 };
     let fds: Vec<i32> = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
     // SAFETY: creates a new socket that this function owns and closes below.

@@ -34,9 +34,14 @@ pub enum ParentMessage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         redirects: Vec<Redirect>,
     },
-    /// Stop accepting on the sockets cargo hot passed down (LISTEN_FDS), before a stop: the
+    /// Stop accepting on the sockets cargo hot passed down (LISTEN_FDS) and on those it handed
+    /// to the program's own `bind` (`sockets`: their device and inode), before a stop: the
     /// connections already accepted finish, new ones wait in the kernel for the next program.
-    Drain { id: u64 },
+    Drain {
+        id: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sockets: Vec<(u64, u64)>,
+    },
 }
 
 /// One running function to send to the patch's new copy: the first bytes of the old copy at
@@ -178,7 +183,10 @@ mod tests {
 
     #[test]
     fn drain_round_trips() {
-        assert_eq!(decode::<ParentMessage>(&encode(&ParentMessage::Drain { id: 9 })).unwrap(), ParentMessage::Drain { id: 9 });
+        assert_eq!(decode::<ParentMessage>(&encode(&ParentMessage::Drain { id: 9, sockets: vec![] })).unwrap(), ParentMessage::Drain { id: 9, sockets: vec![] });
+        let held = ParentMessage::Drain { id: 9, sockets: vec![(64768, 123456)] };
+        assert_eq!(decode::<ParentMessage>(&encode(&held)).unwrap(), held);
+        assert_eq!(decode::<ParentMessage>(r#"{"type":"drain","id":3}"#).unwrap(), ParentMessage::Drain { id: 3, sockets: vec![] });
         let drained = ChildMessage::Drained { id: 9, descriptors: 2 };
         assert_eq!(decode::<ChildMessage>(&encode(&drained)).unwrap(), drained);
     }

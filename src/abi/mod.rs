@@ -129,15 +129,25 @@ pub enum Rejection {
     },
 }
 
+/// What a patch's new code takes effect through, besides the exports the gate checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only through exports: a program without any has nothing a patch could switch.
+    ExportsOnly,
+    /// Also through redirected functions (see `patch::reach`): the code the runtime builds
+    /// again after each patch (a router generic over its database) needs no export.
+    Redirects,
+}
+
 /// Checks 1-3 for the patch of `crates` (the edited crate first, then any other it spans) at
 /// `patch`. A crate without exports of its own is reached through other crates' (its changed
 /// functions are redirected: see `patch::reach`); a program without any has nothing a patch
-/// could switch.
-pub fn check(host: &HostImage, crates: &[String], patch: &ElfSymbols) -> Result<Approved, Rejection> {
+/// could switch, unless the patch redirects (`reach`).
+pub fn check(host: &HostImage, crates: &[String], patch: &ElfSymbols, reach: Reach) -> Result<Approved, Rejection> {
     let of_crates = |key: &&String| crates.iter().any(|c| belongs_to(key, c));
     let host_exports: Vec<&String> = host.symbols.exports.keys().filter(of_crates).collect();
     let patch_exports: Vec<&String> = patch.exports.keys().filter(of_crates).collect();
-    if host.symbols.exports.is_empty() {
+    if host.symbols.exports.is_empty() && reach == Reach::ExportsOnly {
         return Err(Rejection::NoExports { crate_name: crates.first().cloned().unwrap_or_default() });
     }
     // A new export has no slot in the running program, and no compiled code of it calls
@@ -177,9 +187,9 @@ pub fn check(host: &HostImage, crates: &[String], patch: &ElfSymbols) -> Result<
 }
 
 /// Reads the patch and runs [`check`].
-pub fn check_file(host: &HostImage, crates: &[String], patch: &Path) -> Result<Result<Approved, Rejection>> {
+pub fn check_file(host: &HostImage, crates: &[String], patch: &Path, reach: Reach) -> Result<Result<Approved, Rejection>> {
     let symbols = elf::read(patch)?;
-    Ok(check(host, crates, &symbols))
+    Ok(check(host, crates, &symbols, reach))
 }
 
 #[cfg(test)]
@@ -215,26 +225,26 @@ mod tests {
     fn same_exports_and_resolvable_symbols_pass() {
         let host = host(&[("h::a::h1", L), ("other::x::h9", L)], &["_ZN5tokio4time5sleep17h1E"]);
         let p = patch(&[("h::a::h1", L)], &[("_ZN5tokio4time5sleep17h1E", false), ("malloc", false), ("__gmon_start__", true)]);
-        assert_eq!(check(&host, &h(), &p), Ok(Approved { exports: vec!["h::a::h1".into()] }));
+        assert_eq!(check(&host, &h(), &p, Reach::ExportsOnly), Ok(Approved { exports: vec!["h::a::h1".into()] }));
     }
 
     #[test]
     fn changed_added_and_removed_exports_are_named() {
         let host = host(&[("h::a::h1", L), ("h::b::h2", L)], &[]);
-        let changed = check(&host, &h(), &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[])).unwrap_err();
+        let changed = check(&host, &h(), &patch(&[("h::a::h7", L), ("h::b::h2", L)], &[]), Reach::ExportsOnly).unwrap_err();
         assert_eq!(changed, Rejection::SignatureChanged { export: "h::a".into() });
-        let added = check(&host, &h(), &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[]));
+        let added = check(&host, &h(), &patch(&[("h::a::h1", L), ("h::b::h2", L), ("h::c::h3", L)], &[]), Reach::ExportsOnly);
         assert_eq!(added, Ok(Approved { exports: vec!["h::a::h1".into(), "h::b::h2".into()] }), "a new export is patched, not switched");
-        let removed = check(&host, &h(), &patch(&[("h::a::h1", L)], &[])).unwrap_err();
+        let removed = check(&host, &h(), &patch(&[("h::a::h1", L)], &[]), Reach::ExportsOnly).unwrap_err();
         assert_eq!(removed, Rejection::ExportRemoved { export: "h::b".into() });
     }
 
     #[test]
     fn layout_change_and_missing_symbol_are_rejected() {
         let host = host(&[("h::a::h1", L)], &[]);
-        let layout = check(&host, &h(), &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[])).unwrap_err();
+        let layout = check(&host, &h(), &patch(&[("h::a::h1", &[16, 0, 0, 0, 0, 0, 0, 0])], &[]), Reach::ExportsOnly).unwrap_err();
         assert_eq!(layout, Rejection::LayoutChanged { export: "h::a".into() });
-        let missing = check(&host, &h(), &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)])).unwrap_err();
+        let missing = check(&host, &h(), &patch(&[("h::a::h1", L)], &[("_ZN10serde_json2to17h0123456789abcdefE", false)]), Reach::ExportsOnly).unwrap_err();
         assert!(matches!(missing, Rejection::MissingSymbol { ref symbol, more: 0, .. } if symbol == "serde_json::to"), "{missing:?}");
     }
 
@@ -244,8 +254,16 @@ mod tests {
 
     #[test]
     fn a_host_without_exports_cannot_be_patched() {
-        let err = check(&host(&[], &[]), &h(), &patch(&[], &[])).unwrap_err();
+        let err = check(&host(&[], &[]), &h(), &patch(&[], &[]), Reach::ExportsOnly).unwrap_err();
         assert_eq!(err, Rejection::NoExports { crate_name: "h".into() });
+    }
+
+    #[test]
+    fn a_host_without_exports_patches_through_redirects_with_its_symbols_still_checked() {
+        let host = host(&[], &["h::f"]);
+        assert_eq!(check(&host, &h(), &patch(&[], &[("h::f", false)]), Reach::Redirects), Ok(Approved { exports: vec![] }));
+        let missing = check(&host, &h(), &patch(&[], &[("h::gone", false)]), Reach::Redirects).unwrap_err();
+        assert!(matches!(missing, Rejection::MissingSymbol { .. }), "{missing:?}");
     }
 
     #[test]
@@ -253,10 +271,10 @@ mod tests {
         // `store` has none: its changed functions are redirected; `web`'s are checked.
         let host = host(&[("web::a::h1", L)], &[]);
         let crates = vec!["store".to_string(), "web".to_string()];
-        assert_eq!(check(&host, &crates[..1], &patch(&[], &[])), Ok(Approved { exports: vec![] }));
-        let removed = check(&host, &crates, &patch(&[], &[])).unwrap_err();
+        assert_eq!(check(&host, &crates[..1], &patch(&[], &[]), Reach::ExportsOnly), Ok(Approved { exports: vec![] }));
+        let removed = check(&host, &crates, &patch(&[], &[]), Reach::ExportsOnly).unwrap_err();
         assert_eq!(removed, Rejection::ExportRemoved { export: "web::a".into() });
-        assert_eq!(check(&host, &crates, &patch(&[("web::a::h1", L)], &[])), Ok(Approved { exports: vec!["web::a::h1".into()] }));
+        assert_eq!(check(&host, &crates, &patch(&[("web::a::h1", L)], &[]), Reach::ExportsOnly), Ok(Approved { exports: vec!["web::a::h1".into()] }));
     }
 
     #[test]

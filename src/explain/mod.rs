@@ -25,6 +25,14 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let events = ui.events();
     let built = (|| {
         let mut plan = metadata::plan(&args.selection, &args.options, &events)?;
+        // Beside a running session (and with no flag that changes what is hot), its last build
+        // says everything explain needs: nothing is built.
+        let flags_given = args.options.as_table().as_object().is_some_and(|flags| !flags.is_empty());
+        if let Some(last) = crate::last_build::of_running_session(&plan).filter(|_| !flags_given) {
+            eprintln!("(from the last build of the cargo hot session running as pid {}: nothing was built)", last.session);
+            plan.boundaries = last.boundaries;
+            return Ok::<_, anyhow::Error>((plan, BuildOutcome::Built(Box::new(last.build))));
+        }
         let tool = crate::tool::stable_copy(&plan.tool_dir())?;
         let outcome = build::build_host_settling_boundary(&mut plan, &tool, &events, BuildMode::Hot, None, None)?;
         Ok::<_, anyhow::Error>((plan, outcome))

@@ -147,20 +147,42 @@ pub struct Scope<'a> {
 /// from code outside them (the host's own, `main` when the binary is hot) without going
 /// through an export; and the sections outside code refers to directly.
 pub struct Reached {
+    /// From the exports, and from what the runtime builds again after each patch (see
+    /// [`rebuilt_by_the_runtime`]).
     pub from_exports: HashSet<String>,
+    /// Of those, what the runtime's rebuilds reach: start-up's result is replaced by theirs.
+    pub from_rebuilds: HashSet<String>,
     pub from_outside: HashSet<String>,
     pub roots: HashSet<Node>,
 }
 
 pub fn reached(running: &Code, outside: &Outside) -> Reached {
-    let from_exports = running.reachable(running.entries(), false);
+    let mut from_exports = running.reachable(running.entries(), false);
+    let rebuilders: Vec<&str> = running.function_names().filter(|name| rebuilt_by_the_runtime(name)).collect();
+    let from_rebuilds = running.reachable(&running.nodes_of(&rebuilders), false);
+    from_exports.extend(from_rebuilds.iter().cloned());
     let references: Vec<&str> = outside.references.iter().map(String::as_str).filter(|n| running.defines(n)).collect();
     let mut roots = running.nodes_of(&references);
     if outside.has_main {
         roots.extend(running.main_nodes());
     }
     let from_outside = running.reachable(&roots, true);
-    Reached { from_exports, from_outside, roots: roots.into_iter().collect() }
+    Reached { from_exports, from_rebuilds, from_outside, roots: roots.into_iter().collect() }
+}
+
+/// Whether a function of the hot crates' code is the runtime's, instantiated there for a build
+/// the runtime runs again after each applied patch: `hot::axum::router`, `hot::tower::service`,
+/// `hot::actix::configure`, `Hot::new` and `hot::scope`, with the closures they register. What
+/// their build reaches takes effect at the next rebuild, as if an export reached it: a router
+/// generic over its database (`router::<DB>`, compiled in the crate that names the database,
+/// often the binary) is patched, its copy redirected and the router built again, with no
+/// `#[hot::export]` wrapper.
+pub fn rebuilt_by_the_runtime(symbol: &str) -> bool {
+    const REBUILDERS: [&str; 5] = ["hot::axum::router", "hot::tower::service", "hot::actix::configure", "hot::value::Hot<", "hot::scope::scope"];
+    let path = item_path(symbol);
+    // v0 names write an inherent impl's path as `<hot::value::Hot<T>>::create`.
+    let path = path.trim_start_matches('<');
+    REBUILDERS.iter().any(|prefix| path.starts_with(prefix))
 }
 
 /// Compares `new` with `old` (the code the running program runs of the crates the patch
@@ -202,20 +224,31 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
     }
 
     if !diff.changed.is_empty() {
-        let Reached { from_exports, from_outside, roots: root_nodes } = reached(running, outside);
+        let Reached { from_exports, from_rebuilds, from_outside, roots: root_nodes } = reached(running, outside);
         let mut redirect: BTreeSet<String> = BTreeSet::new();
         let mut seen: HashSet<Node> = HashSet::new();
         let mut queue: VecDeque<Node> = VecDeque::new();
+        let mut by_item: std::collections::HashMap<String, Vec<&str>> = std::collections::HashMap::new();
+        for function in running.function_names() {
+            by_item.entry(item_path(function)).or_default().push(function);
+        }
+        // A closure or `async` block written in a function that only start-up (or the host's own
+        // code) runs: what it made at start-up (a build closure handed to `hot::axum::router`,
+        // say) keeps its captured state and old code, whatever calls it later.
+        let made_at_start_up = |name: &str| {
+            let Some(enclosing) = by_item.get(&strip_generic_arguments(&readable(name))) else { return false };
+            enclosing.iter().any(|f| from_outside.contains(*f)) && !enclosing.iter().any(|f| from_exports.contains(*f))
+        };
         for name in &diff.changed {
             let (by_export, by_outside) = (from_exports.contains(name), from_outside.contains(name));
-            if by_outside && !by_export {
+            if (by_outside && !by_export) || (is_closure_or_async_body(name) && made_at_start_up(name)) {
                 stale.insert((readable(name), Unreached::StartUp));
                 continue;
             }
             match redirectable(name, can_redirect) {
                 Ok(()) => {
                     redirect.insert(name.clone());
-                    if by_outside && outside.has_main {
+                    if by_outside && outside.has_main && !from_rebuilds.contains(name) {
                         analysis.also_run_at_start_up.push(readable(name));
                     }
                 }
@@ -254,6 +287,12 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
                     continue;
                 };
                 match redirectable(caller, can_redirect) {
+                    // A creator that only start-up or the host's own code runs would not create
+                    // the new one: what it created is kept (a build closure handed to the runtime
+                    // by `main`, say).
+                    Ok(()) if from_outside.contains(caller) && !from_exports.contains(caller) => {
+                        stale.insert((readable(caller), Unreached::StartUp));
+                    }
                     Ok(()) if new.defines(caller) => {
                         redirect.insert(caller.to_string());
                     }

@@ -142,7 +142,7 @@ impl Attempt<'_> {
             self.events.emit(Event::Diagnostic(Box::new(diagnostic.clone())));
         }
         if !compiled.success {
-            types_compile.map(patch::Compiling::abandon);
+            if let Some(compile) = types_compile { compile.abandon() }
             return Ok(PatchOutcome::CompileFailed { diagnostics: crate::ui::strip_ansi(&compiled.rendered()) });
         }
         compiles.push(CrateCompile { package: boundary.clone(), compile_ms: ms(compiled.duration) });
@@ -425,7 +425,7 @@ impl Attempt<'_> {
             }
         }
         let checked = Instant::now();
-        let mut approved = match abi::check_file(&patching.image, &crate_names, &patch_path)? {
+        let mut approved = match abi::check_file(&patching.image, &crate_names, &patch_path, if analysis.redirect.is_empty() { abi::Reach::ExportsOnly } else { abi::Reach::Redirects })? {
             Ok(approved) => approved,
             Err(rejection) => return refuse(Refusal::Gate { rejection }),
         };

@@ -133,7 +133,8 @@ impl Session {
         // Bound before anything is built: a port in use is reported at once.
         let listeners = crate::sockets::Listeners::bind(&plan.config.listen)?;
         let tool = crate::tool::stable_copy(&plan.tool_dir())?;
-        let ipc = IpcServer::bind(&private_socket_path()?)?;
+        let ipc_path = private_socket_path()?;
+        let ipc = IpcServer::bind(&ipc_path)?;
         let excluded = Excluded::new(&plan.target_dir);
         let mut roots = vec![plan.workspace_root.clone()];
         roots.extend(plan.local_package_dirs.iter().cloned());
@@ -145,7 +146,16 @@ impl Session {
             watcher.add_named_tree(&root)?;
         }
         let settings = Settings { shutdown_timeout: plan.config.shutdown_timeout, restart_on_crash: plan.config.restart_on_crash };
-        let supervisor = Supervisor::new(Processes { wake: sender, output }, ipc, listeners, settings, events.clone());
+        let mut supervisor = Supervisor::new(Processes { wake: sender, output }, ipc, listeners, settings, events.clone());
+        if plan.config.hold_ports {
+            let private_dir = ipc_path.parent().expect("the IPC socket is in a directory of its own");
+            match crate::held_ports::HeldPorts::start(&plan.tool_dir(), private_dir, supervisor.listeners(), events.clone()) {
+                Ok(held) => supervisor.hold_ports(held),
+                Err(err) => events.warn(format!(
+                    "restarts cannot hold the ports the program binds itself ({err:#}): connections are refused while it restarts, unless it takes its socket from `hot::listener` under --listen ADDR"
+                )),
+            }
+        }
         Ok(Session {
             plan,
             options: args.options,
@@ -239,7 +249,10 @@ impl Session {
     }
 
     fn handle_changes(&mut self, paths: Vec<PathBuf>) -> Result<()> {
-        let paths: Vec<PathBuf> = paths.into_iter().filter(|p| !self.excluded.contains(p) && !self.unchanged_restart_file(p)).collect();
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| !self.excluded.contains(p) && !self.unchanged_restart_file(p) && !self.came_and_went(p))
+            .collect();
         if paths.is_empty() {
             return Ok(());
         }
@@ -392,6 +405,14 @@ impl Session {
     }
 
     /// A restart file whose content is what it was at the last build.
+    /// A file that is gone, that no build read and that no rule names came and went within
+    /// the burst: `sed -i`'s or an editor's temporary file, not a change to tell.
+    fn came_and_went(&self, path: &Path) -> bool {
+        !path.exists()
+            && self.host.as_ref().is_some_and(|host| !host.tree.all.contains(path))
+            && !self.plan.config.rules().any(|(_, rule)| rule.matches(path))
+    }
+
     fn unchanged_restart_file(&self, path: &Path) -> bool {
         self.restart_files.get(path).is_some_and(|digest| content_digest(path) == Some(*digest))
     }
@@ -411,6 +432,14 @@ impl Session {
             self.events.warn("`listen` changed: restart cargo hot to bind the new addresses");
         }
         self.supervisor.set_settings(Settings { shutdown_timeout: plan.config.shutdown_timeout, restart_on_crash: plan.config.restart_on_crash });
+        // What the manifests name now is watched from now on: a `watch` entry added during the
+        // session (outside the workspace too), a local package added outside it.
+        for root in plan.config.watch.iter().map(|rule| rule.watch_root()).filter(|dir| dir.is_dir()) {
+            self.watcher.add_named_tree(&root)?;
+        }
+        for dir in plan.local_package_dirs.iter().filter(|dir| dir.is_dir()) {
+            self.watcher.add_tree(dir)?;
+        }
         self.plan = plan;
         Ok(())
     }
@@ -506,6 +535,7 @@ impl Session {
         }
         self.remember_restart_files();
         self.announce_default_boundary();
+        crate::last_build::record(&self.plan, &build);
         let host = HostState::derive(build, &self.plan, &before, &self.events)?;
         let root = &self.plan.workspace_root;
         let compiled_dirs: std::collections::BTreeSet<PathBuf> =
@@ -516,6 +546,9 @@ impl Session {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let mut env = crate::environment::program_environment(&self.plan, &host.build, &cwd, &self.events)?;
         env.push((hot::IPC_ENV.into(), self.supervisor.ipc_path().into()));
+        if let Some(held) = self.supervisor.held_ports().filter(|_| self.plan.config.hold_ports) {
+            env.extend(held.environment());
+        }
         let listeners = self.supervisor.listeners();
         let launch = Launch {
             executable: host.build.executable.clone(),
@@ -558,9 +591,11 @@ impl Session {
     }
 
     fn shutdown(&mut self, signal: Option<i32>) -> ExitCode {
+        let program = self.supervisor.pid();
         self.supervisor.stop();
         let _ = std::fs::remove_dir_all(self.session_patches());
-        self.events.emit(Event::SessionEnded { signal });
+        crate::last_build::forget(&self.plan);
+        self.events.emit(Event::SessionEnded { signal, program });
         match signal {
             Some(signal) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
             None => ExitCode::SUCCESS,

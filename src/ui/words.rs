@@ -126,7 +126,21 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
             let crates: Vec<String> = without_cargo.iter().map(|c| format!("`{c}`")).collect();
             vec![Line::new(Info, format!("building `{target}` (compiling {} without cargo)…", crates.join(", ")))]
         }
-        Event::BuildProgress { .. } | Event::PatchStarted { .. } | Event::Cleared | Event::SessionEnded { .. } => vec![],
+        Event::BuildProgress { .. } | Event::PatchStarted { .. } | Event::Cleared => vec![],
+        Event::SessionEnded { signal, program } => {
+            let why = match signal {
+                Some(2) => "Ctrl-C".to_string(),
+                Some(15) => "SIGTERM".to_string(),
+                Some(1) => "SIGHUP".to_string(),
+                Some(other) => format!("signal {other}"),
+                None => "q".to_string(),
+            };
+            let what = match program {
+                Some(pid) => format!("stopped pid {pid}, session ended"),
+                None => "session ended".to_string(),
+            };
+            vec![Line::new(Info, format!("{what} ({why})"))]
+        }
         Event::Diagnostic(diagnostic) => vec![Line::new(Raw, diagnostic.rendered.clone())],
         Event::CargoOutput { text, .. } => vec![Line::new(Raw, format!("{text}\n"))],
         // A failed build is told by what follows it (the session's error, explain's refusal).
@@ -176,6 +190,9 @@ pub fn lines(event: &Event, root: Option<&Path>) -> Vec<Line> {
                 ),
             )]
         }
+        Event::PortHeld { address } => {
+            vec![Line::new(Info, format!("holding {address} for the program: its connections wait through restarts (hold-ports = false turns this off)"))]
+        }
         Event::Crashed(crashed) => crashed_lines(crashed),
         Event::Stopped { pid, forced: true, timeout_ms } => {
             vec![Line::new(Warning, format!("warning: pid {pid} did not stop within {} of SIGTERM and was killed", duration(*timeout_ms)))]
@@ -195,12 +212,16 @@ fn stale_words(stale: &crate::patch::reach::Stale) -> String {
     use crate::patch::reach::Unreached;
     let function = &stale.function;
     match &stale.why {
-        Unreached::StartUp => format!("`{function}` changed, and only start-up code or the host's own code reaches it, not a #[hot::export] function"),
+        Unreached::StartUp => format!("`{function}` changed, and only start-up code or the host's own code reaches it, not a #[hot::export] function or a build the runtime runs again"),
         Unreached::CalledByHost => {
             format!("`{function}` changed, and the host calls it directly; it cannot be redirected (a closure, an async body or an `async fn`)")
         }
         Unreached::CompiledInto { crate_name } => {
-            format!("`{function}` changed, and `{crate_name}` runs its own compiled copy of it (a generic or #[inline] function)")
+            format!(
+                "`{function}` changed, and `{crate_name}`, which is not hot, runs its own compiled copy of it (a generic or #[inline] \
+                 function; a router generic over its database is compiled where the database is named): make `{crate_name}` hot too \
+                 (list it in `boundary`, or drop `boundary` to make the whole workspace hot) so that its copy is patched"
+            )
         }
         Unreached::ValueCompiledInto { crate_name } => {
             format!("the value of `{function}` changed, and `{crate_name}`, which is not hot, has it compiled in (a `const`, a `const fn` or a macro)")
@@ -381,7 +402,7 @@ impl fmt::Display for Refusal {
                 let more = if functions.len() > 1 { format!(" (and {} more)", functions.len() - 1) } else { String::new() };
                 write!(
                     f,
-                    "the edit changes `{}`{more}, which no #[hot::export] function reaches (only start-up code such as `main` refers to it), so a patch could not switch to it",
+                    "the edit changes `{}`{more}, which neither a #[hot::export] function nor a build the runtime runs again (hot::axum::router, hot::actix::configure, hot::tower::service, Hot::new, hot::scope) reaches: only start-up code such as `main` runs it, so a patch could not switch to it",
                     functions.first().map(String::as_str).unwrap_or("?")
                 )
             }

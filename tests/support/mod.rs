@@ -450,3 +450,50 @@ impl KeepAlive {
         Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
     }
 }
+
+/// Clients sending requests in a loop (one connection each, every 2 ms per thread), counting
+/// what fails: the load that restarts and patches must not disturb. Bounded in time, loopback
+/// only.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16, path: &'static str, threads: usize) -> Load {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(600);
+                    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        match http(port, "GET", path, "") {
+                            Ok(_) => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(err) => failures.lock().unwrap().push(err),
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        Load { stop, ok, failures, threads }
+    }
+
+    /// Stops the clients: (requests answered, the errors of those that failed).
+    pub fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap());
+        (self.ok.load(std::sync::atomic::Ordering::SeqCst), failures)
+    }
+}
