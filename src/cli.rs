@@ -59,7 +59,9 @@ pub struct InitArgs {
     #[command(flatten)]
     pub selection: Selection,
     /// The library crate to make hot (a path or a package name), written to
-    /// [package.metadata.hot]. Without it, the server's own crate is hot.
+    /// [package.metadata.hot]. Without it, every library of the workspace the server uses is
+    /// hot (init adds the runtime to those using the server's web framework), and the server's
+    /// own crate when it has exports.
     #[arg(long, value_name = "PATH|PACKAGE")]
     pub boundary: Option<String>,
     /// Use the runtime at this path (a checkout's `runtime` directory) instead of the one

@@ -100,7 +100,8 @@ impl HeldPorts {
         let mut table = Table::default();
         for (address, fd) in listen.sockets() {
             let socket = fd.try_clone().context("cannot share a listening socket")?;
-            table.sockets.push(Held { address, v6only: address.is_ipv6(), socket, last_asked_in_run: 0, listen: true });
+            let v6only = address.is_ipv6() && socket2::SockRef::from(&socket).only_v6().unwrap_or(false);
+            table.sockets.push(Held { address, v6only, socket, last_asked_in_run: 0, listen: true });
         }
         let table = Arc::new(Mutex::new(table));
         let shared = table.clone();
@@ -111,11 +112,13 @@ impl HeldPorts {
         Ok(HeldPorts { table, broker, shim })
     }
 
-    /// The program's environment: the shim preloaded (before any the user preloads), the
-    /// broker named.
-    pub fn environment(&self) -> Vec<(OsString, OsString)> {
+    /// The program's environment: the shim preloaded (before any the user preloads: `existing`,
+    /// from the program's environment as cargo hot made it, else cargo hot's own), the broker
+    /// named.
+    pub fn environment(&self, existing: Option<&std::ffi::OsStr>) -> Vec<(OsString, OsString)> {
         let mut preload = OsString::from(&self.shim);
-        if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        let existing = existing.map(OsString::from).or_else(|| std::env::var_os("LD_PRELOAD"));
+        if let Some(existing) = existing.filter(|v| !v.is_empty()) {
             preload.push(":");
             preload.push(existing);
         }
@@ -197,7 +200,7 @@ fn answer(stream: &UnixStream, table: &Mutex<Table>) -> Result<Option<SocketAddr
         return Ok(None);
     }
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
+    BufReader::new(std::io::Read::take(stream, 256)).read_line(&mut line)?;
     let Some(request) = BindRequest::parse(&line) else {
         return refuse(anyhow!("cannot read the request {line:?}"));
     };
@@ -224,7 +227,11 @@ impl Table {
         if let Some(taken) = self.sockets.iter().find(|held| held.listen && held.address.port() == request.address.port()) {
             return Err(anyhow!("port {} is held for --listen {}", request.address.port(), taken.address));
         }
-        self.sockets.retain(|held| held.address.port() != request.address.port());
+        // Another address of the same port that no program asked for in this run (the app
+        // moved from 0.0.0.0 to 127.0.0.1) would refuse this bind: it is closed. One asked for
+        // in this run stays (actix binds `localhost:8080` as 127.0.0.1 and ::1).
+        let run = self.run;
+        self.sockets.retain(|held| held.address.port() != request.address.port() || held.listen || held.last_asked_in_run == run);
         let socket = bind(request)?;
         self.sockets.push(Held { address: request.address, v6only: request.v6only, socket, last_asked_in_run: self.run, listen: false });
         Ok(self.sockets.last_mut().expect("just pushed"))
@@ -326,12 +333,30 @@ mod tests {
     }
 
     #[test]
-    fn another_address_of_the_same_port_replaces_the_held_one() {
-        let mut table = Table::default();
+    fn another_address_of_the_same_port_replaces_the_held_one_from_an_earlier_run() {
+        let mut table = Table { run: 1, ..Table::default() };
         let address = free_port();
         table.held_for(BindRequest { address: SocketAddr::from(([0, 0, 0, 0], address.port())), v6only: false }).unwrap();
+        table.run = 2;
         table.held_for(BindRequest { address, v6only: false }).unwrap();
         assert_eq!(table.sockets.len(), 1);
         assert_eq!(table.sockets[0].address, address);
+    }
+
+    #[test]
+    fn every_address_a_run_binds_on_one_port_is_held() {
+        // actix's `bind("localhost:P")`: 127.0.0.1 and ::1, both asked in the same run.
+        let mut table = Table { run: 1, ..Table::default() };
+        let address = free_port();
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port()));
+        table.held_for(BindRequest { address, v6only: false }).unwrap();
+        if std::net::TcpListener::bind(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))).is_err() {
+            return; // no IPv6 loopback here
+        }
+        table.held_for(BindRequest { address: v6, v6only: true }).unwrap();
+        table.run = 2;
+        table.held_for(BindRequest { address, v6only: false }).unwrap();
+        table.held_for(BindRequest { address: v6, v6only: true }).unwrap();
+        assert_eq!(table.sockets.len(), 2, "both kept, run after run");
     }
 }

@@ -72,7 +72,15 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     // Libraries of the host that already use #[hot::export] need the runtime to compile.
     let exporting: Vec<&Package> = local_dependencies(&metadata, host).into_iter().filter(|p| uses_exports(p)).collect();
     let boundary = args.boundary.as_deref().map(|b| boundary_package(&metadata, host, b)).transpose()?;
-    let mut libraries: Vec<&Package> = exporting.clone();
+    // With no boundary named and no exports yet, the hot code goes where the app already keeps
+    // its web code: the workspace libraries of the server that use its framework (every one of
+    // them is hot by default, no configuration needed).
+    let web_libraries: Vec<&Package> = if boundary.is_none() && exporting.is_empty() {
+        local_dependencies(&metadata, host).into_iter().filter(|p| Framework::of(&[p]) != Framework::Other).collect()
+    } else {
+        Vec::new()
+    };
+    let mut libraries: Vec<&Package> = exporting.iter().chain(&web_libraries).copied().collect();
     if let Some(package) = boundary.filter(|p| p.id != host.id && !exporting.iter().any(|e| e.id == p.id)) {
         libraries.push(package);
     }
@@ -108,6 +116,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     let hot = match (boundary, exporting.as_slice()) {
         (Some(package), _) if package.id != host.id => HotCode::Library(package.name.to_string(), lib_name(package)),
         (None, [one]) => HotCode::Library(one.name.to_string(), lib_name(one)),
+        (None, []) if !web_libraries.is_empty() => HotCode::Library(web_libraries[0].name.to_string(), lib_name(web_libraries[0])),
         _ if host.targets.iter().any(|t| t.is_lib()) => HotCode::PackageLibrary(lib_name(host)),
         _ => HotCode::BinaryModule,
     };
@@ -353,6 +362,8 @@ impl Framework {
 /// What to change in the host, from what its `main` does and where the hot code is.
 pub fn next_steps(main: Option<&Path>, framework: Framework, hot: &HotCode) -> Vec<String> {
     let source = main.and_then(|m| std::fs::read_to_string(m).ok()).unwrap_or_default();
+    // What the code does, not what its comments say.
+    let source: String = source.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let main_name = main.map(|m| m.display().to_string()).unwrap_or_else(|| "src/main.rs".into());
     let (module, crate_path) = match hot {
         HotCode::Library(package, crate_name) => (format!("the library `{package}`"), crate_name.clone()),

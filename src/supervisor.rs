@@ -49,6 +49,8 @@ pub trait Child {
     fn terminate(&self);
     /// Waits up to `timeout` for the exit asked for, then kills it.
     fn finish(&self, timeout: Duration) -> Stopped;
+    /// Its exit status, once it has exited.
+    fn exited(&self) -> Option<std::process::ExitStatus>;
     fn last_output(&self) -> LastOutput;
 }
 
@@ -64,6 +66,9 @@ impl Child for Program {
     }
     fn finish(&self, timeout: Duration) -> Stopped {
         Program::finish(self, timeout)
+    }
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        Program::exited(self)
     }
     fn last_output(&self) -> LastOutput {
         Program::last_output(self)
@@ -266,7 +271,18 @@ impl<S: Spawner> Supervisor<S> {
             std::thread::sleep(DRAIN_GRACE);
             old.child.terminate();
             self.report_stop(&old.child, old.child.finish(self.settings.shutdown_timeout));
-            spawned
+            // The new one may have needed something the old one still held (a database's
+            // lock file, a UDP port): if it ended while the old one was stopping, it starts
+            // again now that the old one is gone.
+            match (&spawned, self.exited_while_overlapping()) {
+                (Ok(_), Some(status)) => {
+                    self.events.emit(Event::Detail {
+                        message: format!("the new program ended ({}) while the old one was stopping; starting it again", describe_exit(status)),
+                    });
+                    self.spawn(&request)
+                }
+                _ => spawned,
+            }
         } else {
             self.report_stop(&old.child, old.child.finish_after_term(self.settings.shutdown_timeout));
             self.spawn(&request)
@@ -274,6 +290,14 @@ impl<S: Spawner> Supervisor<S> {
         let pid = spawned?;
         self.events.emit(Event::Restarted { pid, previous_pid, build_ms: request.build_ms, cause: request.cause });
         Ok(pid)
+    }
+
+    /// The exit status of the program just started, if it has already ended.
+    fn exited_while_overlapping(&self) -> Option<std::process::ExitStatus> {
+        match &self.state {
+            State::Starting(run) | State::Running(run) => run.child.exited(),
+            _ => None,
+        }
     }
 
     fn report_stop(&self, child: &S::Child, stopped: Stopped) {
@@ -431,6 +455,9 @@ mod tests {
             self.log.borrow_mut().push(format!("finish {}", self.pid));
             let status = if self.ignores_sigterm { ExitStatus::from_raw(libc::SIGKILL) } else { ExitStatus::from_raw(0) };
             Stopped { status, forced: self.ignores_sigterm }
+        }
+        fn exited(&self) -> Option<ExitStatus> {
+            None
         }
         fn last_output(&self) -> LastOutput {
             LastOutput { panic: vec!["thread 'main' panicked at src/main.rs:1:1:".into(), "boom".into()], lines: vec!["last".into()] }

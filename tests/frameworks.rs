@@ -123,6 +123,14 @@ fn tower_services_and_layers_are_hot_in_one_process() {
     wait_for_status(&run, "/new", 404);
     assert_eq!(kept.get("/hello").unwrap().header("x-layer"), Some("layer-v2"));
     assert_eq!(run.pid(), pid);
+
+    // An edit of the host restarts it. The server holds a lock file while it runs, as an
+    // embedded database would: the new program, started while the old one stops, cannot take
+    // it, and is started again once the old one is gone.
+    fixture.edit("crates/server/src/main.rs", "host v1", "host v2");
+    run.wait_for_response("/host", WAIT, |b| b == "host v2");
+    assert_ne!(run.pid(), pid);
+    assert_eq!(run.get("/hello").unwrap(), "hello v2");
 }
 
 #[test]

@@ -85,3 +85,20 @@ fn a_server_picked_with_p_is_remembered_for_run_and_explain() {
     let again = init(&fixture, &["-p", "server"]);
     assert_eq!(fixture.read("Cargo.toml").matches("bin = \"server\"").count(), 1, "{again}");
 }
+
+#[test]
+fn with_no_boundary_the_library_holding_the_web_code_gets_the_runtime_and_the_hint() {
+    let fixture = Fixture::copy("actix-app");
+    without_runtime(&fixture, "crates/server/Cargo.toml");
+    without_runtime(&fixture, "crates/site/Cargo.toml");
+    fixture.edit("Cargo.toml", "[workspace.metadata.hot]\nboundary = \"crates/site\"\n", "");
+    // The app as it was before cargo hot: routes configured by a plain function of `site`.
+    let site = fixture.read("crates/site/src/lib.rs").replace("#[hot::export]\n", "").replace("#[hot::export(local)]\n", "");
+    std::fs::write(fixture.path("crates/site/src/lib.rs"), site).unwrap();
+    fixture.edit("crates/server/src/main.rs", ".configure(hot::actix::configure(site::configure))", ".configure(site::configure)");
+    let out = init(&fixture, &["--runtime-path", &support::runtime_dir().display().to_string()]);
+    assert!(fixture.read("crates/site/Cargo.toml").contains("features = [\"actix\"]"), "the library with the routes can use #[hot::export]: {out}");
+    assert!(fixture.read("crates/server/Cargo.toml").contains("features = [\"actix\"]"), "{out}");
+    assert!(out.contains("the library `site`") && out.contains("hot::actix::configure(site::configure)"), "{out}");
+    assert!(!fixture.read("Cargo.toml").contains("boundary"), "every library is hot by default: nothing to name");
+}

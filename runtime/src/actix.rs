@@ -139,12 +139,14 @@ impl Service<ServiceRequest> for Newest {
             // The first request after a patch builds the new routes; requests meanwhile use
             // the old ones.
             if state.version.get() != version && !state.rebuilding.replace(true) {
+                // Ends the rebuild however this future ends: dropped mid-way (its client went
+                // away) or unwinding, the next request tries again.
+                let _rebuilding = Rebuilding(&state.rebuilding);
                 match routes_of(state.build, request.app_config().clone()).await {
                     Ok(routes) => *state.routes.borrow_mut() = routes,
                     Err(why) => eprintln!("[hot] the new routes could not be configured, the previous ones serve: {why}"),
                 }
                 state.version.set(version);
-                state.rebuilding.set(false);
             }
             // An outer scope's fallback reaches this service with part of the path matched:
             // the hot routes match whole paths only.
@@ -154,6 +156,15 @@ impl Service<ServiceRequest> for Newest {
             let routes = state.routes.borrow().clone();
             routes.call(request).await
         })
+    }
+}
+
+/// Clears a worker's rebuild flag when dropped.
+struct Rebuilding<'a>(&'a Cell<bool>);
+
+impl Drop for Rebuilding<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 

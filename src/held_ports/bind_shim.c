@@ -55,6 +55,11 @@ static int ask_broker(int fd, const struct sockaddr *address, socklen_t length) 
     int type = 0;
     socklen_t type_length = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_length) != 0 || type != SOCK_STREAM) return -1;
+    /* TCP only (not SCTP or MPTCP streams), of the address's family. */
+    int protocol = 0, domain = 0;
+    socklen_t protocol_length = sizeof protocol, domain_length = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &protocol_length) != 0 || protocol != IPPROTO_TCP) return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_length) != 0 || domain != address->sa_family) return -1;
     char line[INET6_ADDRSTRLEN + 32];
     int line_length = describe(fd, address, length, line, sizeof line);
     if (line_length <= 0 || (size_t)line_length >= sizeof line) return -1;
@@ -71,8 +76,13 @@ static int ask_broker(int fd, const struct sockaddr *address, socklen_t length) 
     setsockopt(channel, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
     setsockopt(channel, SOL_SOCKET, SO_SNDTIMEO, &patience, sizeof patience);
     int held = -1;
-    if (connect(channel, (struct sockaddr *)&broker, sizeof broker) == 0 &&
-        send(channel, line, (size_t)line_length, MSG_NOSIGNAL) == line_length) {
+    ssize_t sent = -1;
+    if (connect(channel, (struct sockaddr *)&broker, sizeof broker) == 0) {
+        do {
+            sent = send(channel, line, (size_t)line_length, MSG_NOSIGNAL);
+        } while (sent < 0 && errno == EINTR);
+    }
+    if (sent == line_length) {
         char answer = 0;
         struct iovec part = {.iov_base = &answer, .iov_len = 1};
         union {
@@ -89,7 +99,8 @@ static int ask_broker(int fd, const struct sockaddr *address, socklen_t length) 
         do {
             got = recvmsg(channel, &message, MSG_CMSG_CLOEXEC);
         } while (got < 0 && errno == EINTR);
-        struct cmsghdr *header = got == 1 ? CMSG_FIRSTHDR(&message) : NULL;
+        /* A truncated control message (the program is out of descriptors) carries none. */
+        struct cmsghdr *header = got == 1 && !(message.msg_flags & MSG_CTRUNC) ? CMSG_FIRSTHDR(&message) : NULL;
         if (header && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS &&
             header->cmsg_len == CMSG_LEN(sizeof(int))) {
             memcpy(&held, CMSG_DATA(header), sizeof held);
@@ -104,8 +115,12 @@ static int ask_broker(int fd, const struct sockaddr *address, socklen_t length) 
 }
 
 int bind(int fd, const struct sockaddr *address, socklen_t length) {
-    static bind_fn real_bind;
-    if (!real_bind) real_bind = (bind_fn)dlsym(RTLD_NEXT, "bind");
+    static bind_fn resolved;
+    bind_fn real_bind = __atomic_load_n(&resolved, __ATOMIC_ACQUIRE);
+    if (!real_bind) {
+        real_bind = (bind_fn)dlsym(RTLD_NEXT, "bind");
+        __atomic_store_n(&resolved, real_bind, __ATOMIC_RELEASE);
+    }
     int saved_errno = errno;
     int held = ask_broker(fd, address, length);
     if (held >= 0) {

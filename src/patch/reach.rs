@@ -170,19 +170,26 @@ pub fn reached(running: &Code, outside: &Outside) -> Reached {
     Reached { from_exports, from_rebuilds, from_outside, roots: roots.into_iter().collect() }
 }
 
-/// Whether a function of the hot crates' code is the runtime's, instantiated there for a build
-/// the runtime runs again after each applied patch: `hot::axum::router`, `hot::tower::service`,
-/// `hot::actix::configure`, `Hot::new` and `hot::scope`, with the closures they register. What
-/// their build reaches takes effect at the next rebuild, as if an export reached it: a router
-/// generic over its database (`router::<DB>`, compiled in the crate that names the database,
-/// often the binary) is patched, its copy redirected and the router built again, with no
-/// `#[hot::export]` wrapper.
+/// Whether a function of the hot crates' code is a closure the runtime registers to build a
+/// value again after each applied patch, instantiated there for the app's build:
+/// `hot::axum::router`'s, `hot::tower::service`'s, `Hot::new`'s (`Hot::create`) and
+/// `hot::scope`'s. What it reaches takes effect at the next rebuild, as if an export reached it:
+/// a router generic over its database (`router::<DB>`, compiled in the crate that names the
+/// database, often the binary) is patched, its copy redirected and the router built again, with
+/// no `#[hot::export]` wrapper. The registering functions themselves ran once, at start-up, and
+/// are not: a build closure inlined into them is start-up code.
 pub fn rebuilt_by_the_runtime(symbol: &str) -> bool {
-    const REBUILDERS: [&str; 5] = ["hot::axum::router", "hot::tower::service", "hot::actix::configure", "hot::value::Hot<", "hot::scope::scope"];
+    const REGISTERING: [&str; 4] = ["hot::axum::router", "hot::tower::service", "hot::scope::scope", "hot::value::Hot<T>::create"];
     let path = item_path(symbol);
-    // v0 names write an inherent impl's path as `<hot::value::Hot<T>>::create`.
+    // v0 names write an inherent impl's path as `<hot::value::Hot<Router>>::create`.
     let path = path.trim_start_matches('<');
-    REBUILDERS.iter().any(|prefix| path.starts_with(prefix))
+    let path = match path.strip_prefix("hot::value::Hot<").and_then(|rest| rest.split_once(">::create")) {
+        Some((_, rest)) => format!("hot::value::Hot<T>::create{rest}"),
+        None => path.to_string(),
+    };
+    REGISTERING.iter().any(|function| {
+        path.strip_prefix(function).is_some_and(|rest| rest.starts_with("::{{closure}}") || rest.starts_with("::{closure#"))
+    })
 }
 
 /// Compares `new` with `old` (the code the running program runs of the crates the patch
@@ -412,6 +419,19 @@ mod tests {
         assert!(!belongs_to("webapp::cached", "web"));
         assert!(!belongs_to("<core::option::Option<web::X> as core::clone::Clone>::clone", "web"));
         assert!(is_closure_or_async_body("web::index::{{closure}}"));
+    }
+
+    #[test]
+    fn only_the_closures_the_runtime_registers_are_rebuilt() {
+        assert!(rebuilt_by_the_runtime("hot::axum::router::{{closure}}"));
+        assert!(rebuilt_by_the_runtime("hot::value::Hot<T>::create::{{closure}}"));
+        assert!(rebuilt_by_the_runtime("<hot::value::Hot<axum::routing::Router>>::create::<core::convert::Infallible, _>::{closure#0}"));
+        assert!(rebuilt_by_the_runtime("hot::scope::scope::{{closure}}::{{closure}}"));
+        assert!(!rebuilt_by_the_runtime("hot::axum::router"), "ran once, at start-up");
+        assert!(!rebuilt_by_the_runtime("hot::value::Hot<T>::create"));
+        assert!(!rebuilt_by_the_runtime("hot::value::Hot<T>::get"));
+        assert!(!rebuilt_by_the_runtime("<hot::value::Hot<T> as core::clone::Clone>::clone"));
+        assert!(!rebuilt_by_the_runtime("hot::axum::router_of_mine::{{closure}}"));
         assert!(!is_closure_or_async_body("_ZN3web5index17h0123456789abcdefE"));
     }
 }

@@ -547,7 +547,8 @@ impl Session {
         let mut env = crate::environment::program_environment(&self.plan, &host.build, &cwd, &self.events)?;
         env.push((hot::IPC_ENV.into(), self.supervisor.ipc_path().into()));
         if let Some(held) = self.supervisor.held_ports().filter(|_| self.plan.config.hold_ports) {
-            env.extend(held.environment());
+            let preloaded = env.iter().rev().find(|(name, _)| name == "LD_PRELOAD").map(|(_, value)| value.clone());
+            env.extend(held.environment(preloaded.as_deref()));
         }
         let listeners = self.supervisor.listeners();
         let launch = Launch {

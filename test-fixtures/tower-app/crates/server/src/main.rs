@@ -15,6 +15,13 @@ const HOST: &str = "host v1";
 #[tokio::main]
 async fn main() {
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    // Like an embedded database, the server holds a lock file while it runs: a second one
+    // cannot start until the first has stopped.
+    let lock = std::fs::File::create(std::env::temp_dir().join(format!("tower-app-{port}.lock"))).expect("cannot create the lock file");
+    if lock.try_lock().is_err() {
+        eprintln!("another tower-app holds the lock on port {port}'s lock file");
+        std::process::exit(1);
+    }
     let state = Arc::new(api::State::default());
     let service = hot::tower::service(move || api::service(state.clone(), HOST));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("cannot bind the port");
