@@ -251,6 +251,11 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
         [one] => format!(" · new layout of `{one}` (no old value is held)"),
         [first, rest @ ..] => format!(" · new layouts of `{first}` and {} more (no old value is held)", rest.len()),
     };
+    // An edit that takes effect through redirects alone switches no export: nothing to say.
+    let switched = match patched.exports_switched {
+        0 if !patched.redirected.is_empty() => String::new(),
+        n => format!(" · {} switched", plural(n, "export")),
+    };
     // A patch that spans crates says what each one cost.
     let compile = match patched.crates.as_slice() {
         [] | [_] => duration(patched.compile_ms),
@@ -263,14 +268,13 @@ fn patched_lines(patched: &Patched) -> Vec<Line> {
     let mut lines = vec![Line::new(
         Style::Success,
         format!(
-            "patched `{}` in {} (compile {}, link {}, check {}, load {}) · {} switched{redirected}{layouts}{kept}{rebuilt} · pid {} kept",
+            "patched `{}` in {} (compile {}, link {}, check {}, load {}){switched}{redirected}{layouts}{kept}{rebuilt} · pid {} kept",
             patched.boundary,
             duration(patched.total_ms),
             compile,
             duration(patched.link_ms),
             duration(patched.check_ms),
             duration(patched.load_ms),
-            plural(patched.exports_switched, "export"),
             patched.pid
         ),
     )];
