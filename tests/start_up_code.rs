@@ -204,3 +204,37 @@ fn with_a_global_allocator_the_crate_s_own_object_is_kept() {
     let read = cargo_hot::patch::ObjectSource::Dir(objects_dir).read().unwrap();
     assert_eq!(read.len(), kept.len(), "the object defining main and __rust_alloc stays");
 }
+
+/// A closure with captures, held by an old value behind a generic impl (as a router holds its
+/// handlers: `<F as Handler>::call`).
+const GENERIC_SHIM: &str = r#"
+trait Handler { fn handle(&self) -> String; }
+struct Holder<F>(F);
+impl<F: Fn() -> String> Handler for Holder<F> {
+    #[inline(never)]
+    fn handle(&self) -> String { (self.0)() }
+}
+
+#[unsafe(export_name = "__hot_entry_probe::router::h3")]
+#[inline(never)]
+fn router_entry() -> Box<dyn Handler> {
+    let name = String::from("probe");
+    Box::new(Holder(move || format!("closure v1 {name}")))
+}
+
+fn main() {
+    let held = router_entry();
+    println!("{}", held.handle());
+}
+"#;
+
+#[test]
+fn code_generic_over_a_changed_closure_is_not_redirected_old_values_keep_their_code() {
+    // Redirecting `<Holder<F> as Handler>::handle` would run the new closure's code over the
+    // captures of the closure the old value holds, whose layout may have changed.
+    let found = analysis_of(GENERIC_SHIM, |s| s.replace("closure v1", "closure v2"));
+    assert!(found.stale.is_empty(), "the export builds it again: {found:?}");
+    assert!(found.diff.changed.iter().any(|name| cargo_hot::patch::reach::is_closure_or_async_body(name)), "the closure changed: {found:?}");
+    let readable: Vec<String> = found.redirect.iter().map(|n| cargo_hot::patch::reach::readable(n)).collect();
+    assert!(!readable.iter().any(|name| name.contains("handle")), "the generic shim was redirected: {readable:?}");
+}

@@ -233,8 +233,10 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
     if !diff.changed.is_empty() {
         let Reached { from_exports, from_rebuilds, from_outside, roots: root_nodes } = reached(running, outside);
         let mut redirect: BTreeSet<String> = BTreeSet::new();
-        let mut seen: HashSet<Node> = HashSet::new();
-        let mut queue: VecDeque<Node> = VecDeque::new();
+        // Each function walked up from, with the item a closure or `async` body it started from
+        // was written in (see below).
+        let mut queue: VecDeque<(Node, Option<String>)> = VecDeque::new();
+        let written_in = |name: &str| is_closure_or_async_body(name).then(|| strip_generic_arguments(&readable(name)));
         let mut by_item: std::collections::HashMap<String, Vec<&str>> = std::collections::HashMap::new();
         for function in running.function_names() {
             by_item.entry(item_path(function)).or_default().push(function);
@@ -260,7 +262,7 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
                     }
                 }
                 // Its creators must run new code instead.
-                Err(NotRedirected::ThroughCreators) => queue.extend(running.nodes_of(&[name.as_str()])),
+                Err(NotRedirected::ThroughCreators) => queue.extend(running.nodes_of(&[name.as_str()]).into_iter().map(|n| (n, written_in(name)))),
                 Err(NotRedirected::Cannot(why)) => {
                     stale.insert((readable(name), Unreached::NotRedirectable { why }));
                 }
@@ -271,8 +273,16 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
         // functions that are redirected, or to export entries, which the patch switches. A
         // creator that cannot be redirected would keep creating the old one: restart. A
         // creator in a hot crate the patch does not compile must be compiled: it joins.
-        while let Some(node) = queue.pop_front() {
-            if !seen.insert(node) {
+        //
+        // Up from a closure or an `async` body, only the function it is written in may be
+        // redirected: any other code that refers to it is generic over its type (a handler's
+        // `<F as Handler>::call`, a future's poll shim), and old values of that type (a closure
+        // an old router holds, with its captures; a suspended future, with its state) would
+        // run the new code through it. Those are walked through, like closures, to the
+        // function the closure is written in, and what old values exist keep their old code.
+        let mut walked: HashSet<(Node, bool)> = HashSet::new();
+        while let Some((node, from_closure_of)) = queue.pop_front() {
+            if !walked.insert((node, from_closure_of.is_some())) {
                 continue;
             }
             let function = running.function_at(node).map(str::to_string);
@@ -282,7 +292,7 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
                 continue;
             }
             for referrer in running.referrers(node) {
-                if running.is_entry(*referrer) || seen.contains(referrer) {
+                if running.is_entry(*referrer) || walked.contains(&(*referrer, from_closure_of.is_some())) {
                     continue;
                 }
                 if !scope.span.contains(&running.owner(*referrer)) {
@@ -290,9 +300,15 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
                     continue;
                 }
                 let Some(caller) = running.function_at(*referrer) else {
-                    queue.push_back(*referrer); // data: a vtable, a table of function pointers
+                    queue.push_back((*referrer, from_closure_of.clone())); // data: a vtable, a table of function pointers
                     continue;
                 };
+                if let Some(item) = &from_closure_of {
+                    if !is_closure_or_async_body(caller) && strip_generic_arguments(&readable(caller)) != *item {
+                        queue.push_back((*referrer, from_closure_of.clone()));
+                        continue;
+                    }
+                }
                 match redirectable(caller, can_redirect) {
                     // A creator that only start-up or the host's own code runs would not create
                     // the new one: what it created is kept (a build closure handed to the runtime
@@ -307,7 +323,7 @@ pub fn analyse(old: &[(usize, &[ObjectFile])], new: &[(usize, &[ObjectFile])], s
                         let why = "the new code no longer has it, and code built before the patch may still call it".to_string();
                         stale.insert((readable(caller), Unreached::NotRedirectable { why }));
                     }
-                    Err(NotRedirected::ThroughCreators) => queue.push_back(*referrer),
+                    Err(NotRedirected::ThroughCreators) => queue.push_back((*referrer, written_in(caller))),
                     Err(NotRedirected::Cannot(why)) => {
                         stale.insert((readable(caller), Unreached::NotRedirectable { why }));
                     }
