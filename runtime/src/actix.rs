@@ -66,6 +66,10 @@ pub fn configure(build: fn(&mut ServiceConfig)) -> impl FnOnce(&mut ServiceConfi
     }
 }
 
+/// The patch (see `crate::version`) whose routes failed the check after it: the workers keep
+/// theirs.
+static FAILED_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The build functions whose check is registered.
 static CHECKED_BUILDS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
 
@@ -83,10 +87,12 @@ fn check_after_patches(build: fn(&mut ServiceConfig), location: &'static Locatio
     let name = crate::lifecycle::name_of(location);
     let registration = crate::lifecycle::register("actix configuration", name, move || {
         let system = ::actix_web::rt::System::new();
-        system
-            .block_on(routes_of(build, AppConfig::default()))
-            .map(|_routes| None)
-            .map_err(|why| format!("{why}; every worker keeps the previous routes"))
+        system.block_on(routes_of(build, AppConfig::default())).map(|_routes| None).map_err(|why| {
+            // The workers would fail the same way, each printing the same panic: they keep
+            // their routes without trying (the next patch tries again).
+            FAILED_VERSION.store(crate::version(), std::sync::atomic::Ordering::SeqCst);
+            format!("{why}; every worker keeps the previous routes")
+        })
     });
     // Checked for the life of the process, as the workers' routes are rebuilt.
     std::mem::forget(registration);
@@ -136,6 +142,9 @@ impl Service<ServiceRequest> for Newest {
         let state = self.0.clone();
         Box::pin(async move {
             let version = crate::version();
+            if version != 0 && FAILED_VERSION.load(std::sync::atomic::Ordering::SeqCst) == version {
+                state.version.set(version);
+            }
             // The first request after a patch builds the new routes; requests meanwhile use
             // the old ones.
             if state.version.get() != version && !state.rebuilding.replace(true) {

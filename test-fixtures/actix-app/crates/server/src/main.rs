@@ -23,6 +23,9 @@ async fn main() -> std::io::Result<()> {
             .configure(hot::actix::configure(site::configure))
     })
     .workers(2)
+    // Idle kept-alive connections stay open while an edit compiles (actix closes them after 5 s
+    // by default).
+    .keep_alive(std::time::Duration::from_secs(120))
     .shutdown_timeout(2)
     .bind(("127.0.0.1", port))?
     .run()
