@@ -93,7 +93,7 @@ impl HeldPorts {
     /// own binds too. Fails when this cargo-hot was built without the shim.
     pub fn start(tool_dir: &Path, private_dir: &Path, listen: &crate::sockets::Listeners, events: Events) -> Result<Self> {
         let bytes = SHIM.ok_or_else(|| anyhow!("this cargo-hot was built without the bind shim (no C compiler when it was installed)"))?;
-        let shim = write_shim(tool_dir, bytes)?;
+        let shim = crate::tool::named_by_content(tool_dir, "libhot-bind", ".so", bytes, 0o644)?;
         let broker = private_dir.join("bind.sock");
         let _ = std::fs::remove_file(&broker);
         let listener = UnixListener::bind(&broker).with_context(|| format!("cannot create {}", broker.display()))?;
@@ -147,22 +147,6 @@ impl HeldPorts {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// The shim's file, named by its contents (two versions of cargo-hot never share one).
-fn write_shim(dir: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    let path = dir.join(format!("libhot-bind-{:016x}.so", hasher.finish()));
-    if std::fs::read(&path).ok().as_deref() != Some(bytes) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let partial = dir.join(format!(".libhot-bind-{}.partial", std::process::id()));
-        std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
-        std::fs::rename(&partial, &path).with_context(|| format!("cannot create {}", path.display()))?;
-    }
-    crate::tool::keep_alive(&path);
-    Ok(path)
 }
 
 /// The broker: one request per connection, answered at once.

@@ -203,40 +203,39 @@ impl Manifest {
     /// there already.
     pub fn name_boundary(&mut self, boundary: &str) -> Result<Edit> {
         let path = self.path.display().to_string();
-        let package = self.document.get_mut("package").and_then(Item::as_table_like_mut).ok_or_else(|| {
-            anyhow!("{path} has no [package]: run cargo hot init in the server's package, or name it with -p")
-        })?;
-        let metadata = package.entry("metadata").or_insert(implicit_table());
-        let metadata = metadata.as_table_like_mut().ok_or_else(|| anyhow!("{path}: package.metadata is not a table"))?;
-        let hot = metadata.entry("hot").or_insert(Item::Table(Table::new()));
-        let hot = hot.as_table_like_mut().ok_or_else(|| anyhow!("{path}: package.metadata.hot is not a table"))?;
-        if let Some(existing) = hot.get("boundary") {
-            return Ok(Edit::Unchanged(format!("{path} already names the boundary {}", existing.to_string().trim())));
-        }
-        hot.insert("boundary", toml_edit::value(boundary));
-        self.changed = true;
-        Ok(Edit::Added(format!("boundary = {boundary:?} to [package.metadata.hot] of {path}")))
+        let missing = "run cargo hot init in the server's package, or name it with -p";
+        Ok(match self.set_hot_key("package", missing, "boundary", boundary)? {
+            Some(existing) => Edit::Unchanged(format!("{path} already names the boundary {existing}")),
+            None => Edit::Added(format!("boundary = {boundary:?} to [package.metadata.hot] of {path}")),
+        })
     }
-}
 
-impl Manifest {
     /// Writes `bin = "..."` under `[workspace.metadata.hot]` (the server to run), unless one is
     /// named there already.
     pub fn name_bin(&mut self, bin: &str) -> Result<Edit> {
         let path = self.path.display().to_string();
-        let workspace = self.document.get_mut("workspace").and_then(Item::as_table_like_mut).ok_or_else(|| {
-            anyhow!("{path} has no [workspace]: cannot remember the server; pass -p or --bin to each cargo hot command")
-        })?;
-        let metadata = workspace.entry("metadata").or_insert(implicit_table());
-        let metadata = metadata.as_table_like_mut().ok_or_else(|| anyhow!("{path}: workspace.metadata is not a table"))?;
+        let missing = "cannot remember the server; pass -p or --bin to each cargo hot command";
+        Ok(match self.set_hot_key("workspace", missing, "bin", bin)? {
+            Some(existing) => Edit::Unchanged(format!("{path} already names the server's binary {existing}")),
+            None => Edit::Added(format!("bin = {bin:?} to [workspace.metadata.hot] of {path}: cargo hot run needs no -p")),
+        })
+    }
+
+    /// Sets `key = value` under `[<section>.metadata.hot]`, unless the key is there already:
+    /// then its value, as written. A manifest without `[<section>]` is an error saying `missing`.
+    fn set_hot_key(&mut self, section: &str, missing: &str, key: &str, value: &str) -> Result<Option<String>> {
+        let path = self.path.display().to_string();
+        let table = self.document.get_mut(section).and_then(Item::as_table_like_mut).ok_or_else(|| anyhow!("{path} has no [{section}]: {missing}"))?;
+        let metadata = table.entry("metadata").or_insert(implicit_table());
+        let metadata = metadata.as_table_like_mut().ok_or_else(|| anyhow!("{path}: {section}.metadata is not a table"))?;
         let hot = metadata.entry("hot").or_insert(Item::Table(Table::new()));
-        let hot = hot.as_table_like_mut().ok_or_else(|| anyhow!("{path}: workspace.metadata.hot is not a table"))?;
-        if let Some(existing) = hot.get("bin") {
-            return Ok(Edit::Unchanged(format!("{path} already names the server's binary {}", existing.to_string().trim())));
+        let hot = hot.as_table_like_mut().ok_or_else(|| anyhow!("{path}: {section}.metadata.hot is not a table"))?;
+        if let Some(existing) = hot.get(key) {
+            return Ok(Some(existing.to_string().trim().to_string()));
         }
-        hot.insert("bin", toml_edit::value(bin));
+        hot.insert(key, toml_edit::value(value));
         self.changed = true;
-        Ok(Edit::Added(format!("bin = {bin:?} to [workspace.metadata.hot] of {path}: cargo hot run needs no -p")))
+        Ok(None)
     }
 }
 

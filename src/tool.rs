@@ -20,18 +20,28 @@ const KEEP_OLD_COPIES: Duration = Duration::from_secs(7 * 24 * 3600);
 pub fn stable_copy(dir: &Path) -> Result<PathBuf> {
     let current = std::env::current_exe().context("cannot find cargo-hot's own executable")?;
     let bytes = std::fs::read(&current).with_context(|| format!("cannot read {}", current.display()))?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    let copy = dir.join(format!("cargo-hot-{:016x}", hasher.finish()));
-    if !copy.is_file() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let partial = dir.join(format!(".cargo-hot-{}.partial", std::process::id()));
-        std::fs::copy(&current, &partial).with_context(|| format!("cannot copy cargo-hot to {}", partial.display()))?;
-        std::fs::rename(&partial, &copy).with_context(|| format!("cannot create {}", copy.display()))?;
-    }
-    keep_alive(&copy);
+    let copy = named_by_content(dir, "cargo-hot", "", &bytes, 0o755)?;
     remove_old_copies(dir, &copy);
     Ok(copy)
+}
+
+/// `bytes` as the file `<stem>-<hash of bytes><extension>` under `dir`, written once (to a
+/// partial file renamed into place: a reader never sees half of it) with permissions `mode`,
+/// and marked in use. Two versions of a file never share a path.
+pub fn named_by_content(dir: &Path, stem: &str, extension: &str, bytes: &[u8], mode: u32) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let path = dir.join(format!("{stem}-{:016x}{extension}", hasher.finish()));
+    if !path.is_file() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let partial = dir.join(format!(".{stem}-{}.partial", std::process::id()));
+        std::fs::write(&partial, bytes).with_context(|| format!("cannot write {}", partial.display()))?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode)).with_context(|| format!("cannot set the permissions of {}", partial.display()))?;
+        std::fs::rename(&partial, &path).with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    keep_alive(&path);
+    Ok(path)
 }
 
 /// Marks a copy as in use (sessions of other versions remove copies unused for a week).
