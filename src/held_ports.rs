@@ -308,12 +308,21 @@ mod tests {
         assert!(std::net::TcpListener::bind(address).is_err());
         std::net::TcpStream::connect(address).expect("a connection waits in the held socket's queue");
 
+        // This process's descriptors of a socket, by its identity.
+        let descriptors_of = |(_, inode): (u64, u64)| {
+            let socket = format!("socket:[{inode}]");
+            std::fs::read_dir("/proc/self/fd").unwrap().flatten().filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == socket)).count()
+        };
+        assert_eq!(descriptors_of(first), 1, "held");
         let held = HeldPorts { table: Arc::new(Mutex::new(table)), broker: PathBuf::new(), shim: PathBuf::new() };
         held.next_run(); // run 1 asked for it: kept
         assert_eq!(held.addresses(), vec![address]);
         held.next_run(); // run 2 did not: released
         assert!(held.addresses().is_empty());
-        std::net::TcpListener::bind(address).expect("the port is free again");
+        // Closed: no descriptor of this process refers to it any more. (Binding or connecting
+        // to the port again would race with the tests running beside this one, which may be
+        // handed the same free port.)
+        assert_eq!(descriptors_of(first), 0, "the held socket was closed");
     }
 
     #[test]
